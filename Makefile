@@ -1,0 +1,61 @@
+# MLPerf-style BERT SQuAD v1.1 harness. `make help` lists the targets.
+PYTHON_BOOT ?= python3
+VENV        ?= .venv
+PY          := $(VENV)/bin/python
+SCENARIO    ?= Offline
+BACKEND     ?= onnxruntime
+MODEL       ?= minilm-l6-squad-demo
+BATCH       ?= 1
+THREADS     ?= 0
+SHORT       ?= 1
+MAX_EXAMPLES ?=
+MIRROR      ?= ../shared/squad
+SYSTEM      ?=
+ARGS        ?=
+
+RUN_FLAGS = --scenario $(SCENARIO) --backend $(BACKEND) --model $(MODEL) \
+	--batch-size $(BATCH) --threads $(THREADS) --mirror $(MIRROR) \
+	$(if $(filter 1,$(SHORT)),--short) \
+	$(if $(MAX_EXAMPLES),--max-examples $(MAX_EXAMPLES)) \
+	$(if $(SYSTEM),--system $(SYSTEM)) $(ARGS)
+
+.PHONY: help install data model run accuracy test lint bench clean
+
+help: ## list targets and variables
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
+	@echo "variables: SCENARIO=$(SCENARIO) (Offline|Server|SingleStream|MultiStream)"
+	@echo "           BACKEND=$(BACKEND) MODEL=$(MODEL) BATCH=$(BATCH) THREADS=$(THREADS)"
+	@echo "           SHORT=$(SHORT) (1: 10 s short run, INVALID for submissions; 0: MLPerf rules)"
+	@echo "           MAX_EXAMPLES=N (first N questions) MIRROR=$(MIRROR) SYSTEM=name ARGS=..."
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON_BOOT) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[onnx,export,dev]'
+	touch $@
+
+install: $(VENV)/.installed ## create .venv and install the harness with all extras
+
+data: install ## fetch + md5-verify dev-v1.1.json and vocab.txt, build the feature cache
+	$(PY) -m harness data --mirror $(MIRROR)
+
+model: install ## fetch/export MODEL into models/store (zenodo files need a network)
+	$(PY) -m harness model --model $(MODEL) $(if $(filter-out onnxruntime,$(BACKEND)),--backend $(BACKEND))
+
+run: install ## LoadGen performance run: make run SCENARIO=Offline
+	$(PY) -m harness run $(RUN_FLAGS)
+
+accuracy: install ## LoadGen accuracy run + EM/F1: make accuracy MAX_EXAMPLES=2804
+	$(PY) -m harness accuracy $(RUN_FLAGS)
+
+test: install ## run the test suite
+	$(PY) -m pytest -q
+
+lint: install ## ruff
+	$(PY) -m ruff check .
+
+bench: install ## benchmarks: feature building and Offline samples/s by batch size
+	$(PY) benchmarks/bench_offline.py
+
+clean: ## remove caches and exported models (keeps results/ and the venv)
+	rm -rf datasets/cache models/store build .pytest_cache

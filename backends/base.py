@@ -1,0 +1,88 @@
+"""The narrow contract every backend implements.
+
+A backend knows nothing about LoadGen, scenarios or SQuAD files: it loads one model and
+turns a batch of features into start/end logits. Everything else (batching, response
+buffers, timing, results) lives once in :mod:`harness`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from abc import ABC, abstractmethod
+from pathlib import Path
+from typing import Any, ClassVar
+
+import numpy as np
+
+
+class BackendError(RuntimeError):
+    """A backend could not load or run a model; the message says what to do."""
+
+
+@dataclasses.dataclass(frozen=True)
+class BackendSettings:
+    """Settings shared by all backends; each backend records what it actually used.
+
+    ``intra_op_threads``/``inter_op_threads``: 0 lets the framework decide.
+    ``device``: ``"cpu"``, ``"gpu"`` or ``"auto"`` (GPU when the framework sees one).
+    ``options``: backend-specific extras (e.g. ONNX Runtime graph optimisation level).
+    """
+
+    intra_op_threads: int = 0
+    inter_op_threads: int = 0
+    device: str = "auto"
+    options: dict[str, Any] = dataclasses.field(default_factory=dict)
+
+
+@dataclasses.dataclass(frozen=True)
+class FeatureBatch:
+    """A batch of SQuAD features, each row padded to the same length ``S``.
+
+    Arrays are ``[B, S]`` integers: ``input_ids`` (WordPiece ids), ``input_mask``
+    (1 for real tokens) and ``segment_ids`` (0 question, 1 context).
+    """
+
+    input_ids: np.ndarray
+    input_mask: np.ndarray
+    segment_ids: np.ndarray
+
+    def __len__(self) -> int:
+        return int(self.input_ids.shape[0])
+
+
+class Backend(ABC):
+    """Base class: subclasses set ``name`` and implement load/predict (and close if needed)."""
+
+    name: ClassVar[str]
+
+    def __init__(self, settings: BackendSettings | None = None) -> None:
+        self.settings = settings or BackendSettings()
+
+    @abstractmethod
+    def version(self) -> str:
+        """Version string of the framework that runs the model (e.g. ``"1.31.1"``)."""
+
+    @abstractmethod
+    def load(self, model_path: Path) -> None:
+        """Load the model; raise :class:`BackendError` naming the file and the fix."""
+
+    @abstractmethod
+    def predict(self, batch: FeatureBatch) -> tuple[np.ndarray, np.ndarray]:
+        """Return ``(start_logits, end_logits)``, each float32 ``[B, S]``."""
+
+    def close(self) -> None:  # noqa: B027 - optional hook, most backends hold nothing
+        """Release the model; the backend may not be used afterwards."""
+
+    def describe(self) -> dict[str, Any]:
+        """What this backend resolved to (providers, threads, tensor names...), for results."""
+        return {
+            "backend": self.name,
+            "version": self.version(),
+            "settings": dataclasses.asdict(self.settings),
+        }
+
+    def __enter__(self) -> Backend:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

@@ -1,0 +1,51 @@
+"""A backend with no model: instant, deterministic logits. First class, for tests and ceilings.
+
+Its logits point at the first context token (start) and the token after it (end), so the
+whole pipeline (LoadGen, accuracy log, post-processing, EM/F1) produces real answer text.
+Options (``BackendSettings.options``): ``delay_ms`` sleeps per batch to stand in for a
+device; ``fail_after`` raises on the batch after that many batches, to test failure paths.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import numpy as np
+
+from backends.base import Backend, BackendError, FeatureBatch
+
+
+class NullBackendFailure(RuntimeError):
+    """Raised on purpose by ``fail_after``."""
+
+
+class NullBackend(Backend):
+    name = "null"
+
+    def version(self) -> str:
+        return "0"
+
+    def load(self, model_path: Path | None = None) -> None:
+        options = self.settings.options
+        unknown = set(options) - {"delay_ms", "fail_after"}
+        if unknown:
+            raise BackendError(f"null backend: unknown options {sorted(unknown)}")
+        self._delay_s = float(options.get("delay_ms", 0)) / 1000.0
+        self._fail_after = options.get("fail_after")
+        self._calls = 0
+
+    def predict(self, batch: FeatureBatch) -> tuple[np.ndarray, np.ndarray]:
+        self._calls += 1
+        if self._fail_after is not None and self._calls > int(self._fail_after):
+            raise NullBackendFailure(f"null backend failing on purpose at batch {self._calls}")
+        if self._delay_s:
+            time.sleep(self._delay_s)
+        context = batch.segment_ids.astype(bool) & batch.input_mask.astype(bool)
+        first = np.argmax(context, axis=1)
+        rows = np.arange(len(batch))
+        start = np.zeros(batch.input_ids.shape, np.float32)
+        end = np.zeros(batch.input_ids.shape, np.float32)
+        start[rows, first] = 10.0
+        end[rows, np.minimum(first + 1, batch.input_ids.shape[1] - 1)] = 10.0
+        return start, end

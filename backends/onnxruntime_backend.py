@@ -1,0 +1,222 @@
+"""ONNX Runtime backend: runs MLPerf's ``model.onnx`` or a Hugging Face export.
+
+The tensor names are read from the graph, inputs and outputs independently, because the
+MLCommons files mix conventions: ``model.onnx`` uses MLPerf names throughout, while
+``bert_large_v1_1_fake_quant.onnx`` and Hugging Face exports use Hugging Face input names.
+Feed dtypes follow the graph (int64 or int32). Imports neither torch nor transformers.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import onnxruntime as ort
+
+from backends.base import Backend, BackendError, FeatureBatch
+
+# Graph input names, in FeatureBatch order (input_ids, input_mask, segment_ids).
+INPUT_NAMINGS: dict[str, tuple[str, str, str]] = {
+    "mlperf": ("input_ids", "input_mask", "segment_ids"),
+    "huggingface": ("input_ids", "attention_mask", "token_type_ids"),
+}
+# Graph output names: (start logits, end logits).
+OUTPUT_NAMINGS: dict[str, tuple[str, str]] = {
+    "mlperf": ("output_start_logits", "output_end_logits"),
+    "huggingface": ("start_logits", "end_logits"),
+}
+INPUT_DTYPES: dict[str, type[np.integer]] = {"tensor(int64)": np.int64, "tensor(int32)": np.int32}
+GRAPH_OPT_LEVELS: dict[str, ort.GraphOptimizationLevel] = {
+    "disabled": ort.GraphOptimizationLevel.ORT_DISABLE_ALL,
+    "basic": ort.GraphOptimizationLevel.ORT_ENABLE_BASIC,
+    "extended": ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED,
+    "all": ort.GraphOptimizationLevel.ORT_ENABLE_ALL,
+}
+DEVICES = ("cpu", "gpu", "auto")
+CPU, CUDA = "CPUExecutionProvider", "CUDAExecutionProvider"
+
+
+def _first_line(exc: BaseException) -> str:
+    """ORT errors carry multi-line C++ context; the first line is the useful part."""
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
+def _describe_tensors(args: list[Any]) -> str:
+    """``name [dims] type`` for each ORT NodeArg, e.g. ``input_ids ['batch', 384] int64``."""
+    return ", ".join(f"{a.name} {list(a.shape)} {a.type}" for a in args) or "(none)"
+
+
+class OnnxRuntimeBackend(Backend):
+    """Runs a BERT SQuAD ONNX model with ONNX Runtime (CPU, or CUDA when asked/available)."""
+
+    name = "onnxruntime"
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._session: ort.InferenceSession | None = None
+        self._model_path: Path | None = None
+        self._input_names: tuple[str, str, str] = INPUT_NAMINGS["mlperf"]
+        self._output_names: tuple[str, str] = OUTPUT_NAMINGS["mlperf"]
+        self._input_dtypes: tuple[type[np.integer], ...] = (np.int64,) * 3
+        self._opt_level = "all"
+
+    def version(self) -> str:
+        """The onnxruntime package version, e.g. ``"1.31.1"``."""
+        return ort.__version__
+
+    # ---- loading -------------------------------------------------------------------------
+
+    def _providers(self) -> list[str]:
+        """Execution providers to request, from ``settings.device``."""
+        device = self.settings.device
+        available = ort.get_available_providers()
+        if device == "cpu":
+            return [CPU]
+        if device == "auto":
+            return [CUDA, CPU] if CUDA in available else [CPU]
+        if device == "gpu":
+            if CUDA not in available:
+                raise BackendError(
+                    f"device 'gpu' needs ONNX Runtime's {CUDA}, but this onnxruntime "
+                    f"({ort.__version__}) offers only: {', '.join(available)}. Install "
+                    "onnxruntime-gpu on a machine with CUDA, or use device 'cpu' or 'auto'."
+                )
+            return [CUDA, CPU]
+        raise BackendError(f"unknown device {device!r}; choose one of: {', '.join(DEVICES)}")
+
+    def _session_options(self) -> ort.SessionOptions:
+        """SessionOptions from the settings (threads: 0 = ORT's default)."""
+        s = self.settings
+        for label, value in (
+            ("intra_op_threads", s.intra_op_threads),
+            ("inter_op_threads", s.inter_op_threads),
+        ):
+            if not isinstance(value, int) or value < 0:
+                raise BackendError(f"{label} must be an integer >= 0 (0 = default), got {value!r}")
+        level = str(s.options.get("graph_optimization_level", "all")).lower()
+        if level not in GRAPH_OPT_LEVELS:
+            raise BackendError(
+                f"unknown graph_optimization_level {level!r}; "
+                f"choose one of: {', '.join(GRAPH_OPT_LEVELS)}"
+            )
+        self._opt_level = level
+        opts = ort.SessionOptions()
+        opts.intra_op_num_threads = s.intra_op_threads
+        opts.inter_op_num_threads = s.inter_op_threads
+        opts.graph_optimization_level = GRAPH_OPT_LEVELS[level]
+        return opts
+
+    def load(self, model_path: Path) -> None:
+        """Open ``model_path`` (an ``.onnx`` file) and work out its tensor names and dtypes."""
+        path = Path(model_path)
+        if not path.is_file():
+            what = "is a directory, not" if path.is_dir() else "does not exist; expected"
+            raise BackendError(
+                f"ONNX model {path} {what} an .onnx file. Fetch or build it with "
+                "`make model MODEL=...`, or pass the path of an existing .onnx file."
+            )
+        opts = self._session_options()
+        providers = self._providers()
+        try:
+            session = ort.InferenceSession(str(path), sess_options=opts, providers=providers)
+        except Exception as exc:  # ORT raises several pybind types (InvalidProtobuf, Fail...)
+            raise BackendError(
+                f"ONNX Runtime cannot load {path}: {_first_line(exc)}. The file may be corrupt "
+                "or truncated; fetch or export it again."
+            ) from exc
+        # ORT silently falls back to CPU when CUDA fails to initialise; 'gpu' must not.
+        if self.settings.device == "gpu" and CUDA not in session.get_providers():
+            raise BackendError(
+                f"device 'gpu' requested but ONNX Runtime could not start {CUDA} for {path} "
+                f"(providers in use: {', '.join(session.get_providers())})"
+            )
+        self._detect_names(session, path)
+        self._session, self._model_path = session, path
+
+    def _detect_names(self, session: ort.InferenceSession, path: Path) -> None:
+        """Match the graph's inputs and outputs to a known naming; raise listing both if not."""
+        inputs = {a.name: a for a in session.get_inputs()}
+        outputs = {a.name for a in session.get_outputs()}
+        in_names = next((n for n in INPUT_NAMINGS.values() if set(n) == set(inputs)), None)
+        out_names = next((n for n in OUTPUT_NAMINGS.values() if set(n) <= outputs), None)
+        if in_names is None or out_names is None:
+            accepted_in = " or ".join("{" + ", ".join(n) + "}" for n in INPUT_NAMINGS.values())
+            accepted_out = " or ".join("(" + ", ".join(n) + ")" for n in OUTPUT_NAMINGS.values())
+            raise BackendError(
+                f"{path} is not a BERT SQuAD model this backend understands. "
+                f"Graph inputs: {_describe_tensors(session.get_inputs())}; "
+                f"graph outputs: {_describe_tensors(session.get_outputs())}. "
+                f"Accepted inputs: {accepted_in}; accepted outputs: {accepted_out}."
+            )
+        dtypes = []
+        for name in in_names:
+            onnx_type = inputs[name].type
+            if onnx_type not in INPUT_DTYPES:
+                raise BackendError(
+                    f"{path}: input {name!r} has type {onnx_type}; expected "
+                    f"{' or '.join(INPUT_DTYPES)}"
+                )
+            dtypes.append(INPUT_DTYPES[onnx_type])
+        self._input_names, self._output_names = in_names, out_names
+        self._input_dtypes = tuple(dtypes)
+
+    # ---- inference -----------------------------------------------------------------------
+
+    def predict(self, batch: FeatureBatch) -> tuple[np.ndarray, np.ndarray]:
+        """Return ``(start_logits, end_logits)``, float32 ``[B, S]`` (C-contiguous)."""
+        if self._session is None:
+            raise BackendError("onnxruntime backend: call load() before predict()")
+        arrays = (batch.input_ids, batch.input_mask, batch.segment_ids)
+        shape = np.shape(batch.input_ids)
+        if len(shape) != 2 or any(np.shape(a) != shape for a in arrays):
+            raise BackendError(
+                "input_ids, input_mask and segment_ids must all be [B, S]; got shapes "
+                + ", ".join(str(np.shape(a)) for a in arrays)
+            )
+        # astype(copy=False) is free when the harness already holds the graph's dtype.
+        feeds = {
+            name: np.ascontiguousarray(np.asarray(a).astype(dtype, copy=False))
+            for name, a, dtype in zip(self._input_names, arrays, self._input_dtypes, strict=True)
+        }
+        try:
+            start, end = self._session.run(list(self._output_names), feeds)
+        except Exception as exc:  # shape the graph does not accept, out-of-range ids...
+            raise BackendError(
+                f"ONNX Runtime failed on a batch of shape {shape} with {self._model_path} "
+                f"(graph inputs: {_describe_tensors(self._session.get_inputs())}): "
+                f"{_first_line(exc)}"
+            ) from exc
+        return self._as_logits(start, shape), self._as_logits(end, shape)
+
+    @staticmethod
+    def _as_logits(out: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
+        """Float32 ``[B, S]``; some exports emit ``[B, S, 1]`` or float16."""
+        if out.shape != shape and out.size == shape[0] * shape[1]:
+            out = out.reshape(shape)
+        if out.shape != shape:
+            raise BackendError(f"model returned logits of shape {out.shape}, expected {shape}")
+        return np.ascontiguousarray(out, dtype=np.float32)
+
+    # ---- lifecycle -----------------------------------------------------------------------
+
+    def close(self) -> None:
+        """Drop the session (ORT frees its memory when the last reference goes)."""
+        self._session = None
+
+    def describe(self) -> dict[str, Any]:
+        """Base description plus model path, providers in use, tensor names and threads."""
+        info = super().describe()
+        session = self._session
+        info.update(
+            model_path=str(self._model_path) if self._model_path else None,
+            providers=session.get_providers() if session is not None else [],
+            input_names=list(self._input_names),
+            input_dtypes=[np.dtype(d).name for d in self._input_dtypes],
+            output_names=list(self._output_names),
+            intra_op_threads=self.settings.intra_op_threads,
+            inter_op_threads=self.settings.inter_op_threads,
+            graph_optimization_level=self._opt_level,
+        )
+        return info

@@ -1,0 +1,184 @@
+"""Command line: ``python -m harness {run,accuracy,data,model,score,list}``."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+from backends import BackendError, BackendSettings, available_backends
+from harness.errors import ConfigError, HarnessError
+from harness.loadgen_settings import SCENARIOS
+from harness.runner import DataConfig, RunConfig, execute, prepare_data
+from models.catalog import CATALOG, DEFAULT_MODEL, DEFAULT_STORE, resolve_model
+
+
+def _data_arguments(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("data")
+    group.add_argument("--data-dir", type=Path, default=DataConfig.data_dir,
+                       help="where dev-v1.1.json and vocab.txt are kept (default: %(default)s)")
+    group.add_argument("--mirror", type=Path, action="append", default=None,
+                       help="local directory holding the official files, tried before the "
+                       "URLs (repeatable; default: ../shared/squad)")
+    group.add_argument("--cache-dir", type=Path, default=DataConfig.cache_dir,
+                       help="feature cache directory (default: %(default)s)")
+    group.add_argument("--no-download", action="store_true", help="never use the network")
+    group.add_argument("--max-examples", type=int, default=None,
+                       help="only the first N questions (all of their features)")
+
+
+def _data_config(args: argparse.Namespace) -> DataConfig:
+    return DataConfig(
+        data_dir=args.data_dir,
+        cache_dir=args.cache_dir,
+        mirrors=tuple(args.mirror) if args.mirror else DataConfig.mirrors,
+        download=not args.no_download,
+        max_examples=args.max_examples,
+    )
+
+
+def _parse_options(pairs: list[str]) -> dict:
+    options = {}
+    for pair in pairs or []:
+        key, sep, value = pair.partition("=")
+        if not sep:
+            raise ConfigError(f"--backend-option {pair!r}: expected KEY=VALUE")
+        options[key] = int(value) if value.lstrip("-").isdigit() else value
+    return options
+
+
+def _run_parser(sub, name: str, help_text: str) -> None:
+    parser = sub.add_parser(name, help=help_text, description=help_text)
+    parser.add_argument("--scenario", choices=SCENARIOS, default="Offline")
+    if name == "run":
+        parser.add_argument("--mode", choices=("performance", "accuracy"), default="performance")
+    parser.add_argument("--backend", default="onnxruntime",
+                        help=f"one of: {', '.join(available_backends())} (default: %(default)s)")
+    parser.add_argument("--model", default=DEFAULT_MODEL,
+                        help="catalog name (see `list`) or a path to a model file/directory")
+    parser.add_argument("--batch-size", type=int, default=1,
+                        help="most samples per backend call (default: %(default)s)")
+    parser.add_argument("--threads", type=int, default=0,
+                        help="intra-op threads, 0 = framework default")
+    parser.add_argument("--inter-threads", type=int, default=0, help="inter-op threads")
+    parser.add_argument("--device", choices=("auto", "cpu", "gpu"), default="auto")
+    parser.add_argument("--backend-option", action="append", metavar="KEY=VALUE",
+                        help="backend-specific option, e.g. graph_optimization_level=all")
+    parser.add_argument("--user-conf", type=Path, default=Path("user.conf"),
+                        help="LoadGen user.conf (default: %(default)s)")
+    parser.add_argument("--short", action="store_true",
+                        help="short run: 10 s minimum duration, no minimum query count "
+                        "(minutes on a laptop; INVALID for submissions)")
+    parser.add_argument("--system", default=None, help="system name in the results tree")
+    parser.add_argument("--results-dir", type=Path, default=Path("results"))
+    parser.add_argument("--model-store", type=Path, default=DEFAULT_STORE)
+    parser.add_argument("--no-progress", action="store_true", help="no progress bars")
+    _data_arguments(parser)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m harness",
+        description="MLPerf-style BERT SQuAD v1.1 inference benchmark driven by LoadGen.",
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+    _run_parser(sub, "run", "run a LoadGen test (performance by default)")
+    _run_parser(sub, "accuracy", "run a LoadGen accuracy test and score EM/F1")
+    data = sub.add_parser("data", help="fetch and verify SQuAD files, build the feature cache")
+    _data_arguments(data)
+    model = sub.add_parser("model", help="fetch (and export) a catalog model")
+    model.add_argument("--model", default=DEFAULT_MODEL)
+    model.add_argument("--backend", default=None, help="default: the model's own backend")
+    model.add_argument("--model-store", type=Path, default=DEFAULT_STORE)
+    model.add_argument("--mirror", type=Path, action="append", default=None,
+                       help="local directory holding the model files")
+    score = sub.add_parser("score", help="score an existing mlperf_log_accuracy.json")
+    score.add_argument("log", type=Path)
+    score.add_argument("--precision", choices=("fp32", "int8"), default="fp32")
+    _data_arguments(score)
+    sub.add_parser("list", help="list backends and catalog models")
+    return parser
+
+
+def _cmd_run(args: argparse.Namespace, mode: str) -> int:
+    config = RunConfig(
+        scenario=args.scenario,
+        mode=mode,
+        backend=args.backend,
+        model=args.model,
+        system=args.system,
+        batch_size=args.batch_size,
+        backend_settings=BackendSettings(
+            args.threads, args.inter_threads, args.device, _parse_options(args.backend_option)
+        ),
+        user_conf=args.user_conf,
+        short_run=args.short,
+        data=_data_config(args),
+        model_store=args.model_store,
+        results_dir=args.results_dir,
+        progress=not args.no_progress,
+    )
+    outcome = execute(config)
+    print("\n".join(outcome.loadgen.summary_lines()))
+    if outcome.accuracy is not None:
+        print(outcome.accuracy.text().rstrip())
+    print(f"results: {outcome.directory}")
+    return 0
+
+
+def _cmd_data(args: argparse.Namespace) -> int:
+    started = time.perf_counter()
+    data = prepare_data(_data_config(args))
+    print(f"{data.squad_path} and {data.vocab_path}: md5 verified")
+    print(f"{len(data.features)} features for {data.features.num_examples} questions "
+          f"({time.perf_counter() - started:.1f} s) cached in {data.cache_path}")
+    return 0
+
+
+def _cmd_model(args: argparse.Namespace) -> int:
+    spec = CATALOG.get(args.model)
+    backend = args.backend or (spec.default_backend if spec else "onnxruntime")
+    model = resolve_model(args.model, backend, args.model_store, tuple(args.mirror or ()))
+    print(f"{model.name}: {model.path} (md5 {model.md5}, {model.format}, {model.precision})")
+    return 0
+
+
+def _cmd_score(args: argparse.Namespace) -> int:
+    from harness.accuracy import score_accuracy_log
+    from harness.features import read_vocab
+
+    data = prepare_data(_data_config(args))
+    report, _ = score_accuracy_log(
+        args.log, data.features, data.examples, read_vocab(data.vocab_path), args.precision
+    )
+    print(report.text().rstrip())
+    return 0
+
+
+def _cmd_list(_: argparse.Namespace) -> int:
+    print("backends: " + ", ".join(available_backends()))
+    print("models:")
+    for spec in CATALOG.values():
+        print(f"  {spec.name:26s} {spec.format:10s} {spec.precision:5s} {spec.description}")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    commands = {
+        "run": lambda a: _cmd_run(a, a.mode),
+        "accuracy": lambda a: _cmd_run(a, "accuracy"),
+        "data": _cmd_data,
+        "model": _cmd_model,
+        "score": _cmd_score,
+        "list": _cmd_list,
+    }
+    try:
+        return commands[args.command](args)
+    except (HarnessError, BackendError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130

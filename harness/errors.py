@@ -1,0 +1,15 @@
+"""User-facing errors: the CLI prints their message in one line, without a traceback."""
+
+from __future__ import annotations
+
+
+class HarnessError(RuntimeError):
+    """Something the user can fix (bad file, bad setting); the message says what and how."""
+
+
+class DataError(HarnessError):
+    """A data file is missing, malformed or has the wrong checksum."""
+
+
+class ConfigError(HarnessError):
+    """A setting or configuration file is invalid."""

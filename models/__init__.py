@@ -1,0 +1,1 @@
+"""Model preparation: export, conversion and storage of BERT SQuAD models."""

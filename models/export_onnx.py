@@ -1,0 +1,246 @@
+"""Export a local Hugging Face ``BertForQuestionAnswering`` checkpoint to ONNX.
+
+Usage::
+
+    python -m models.export_onnx HF_DIR OUT.onnx [--names hf|mlperf] [--opset 17]
+
+``--names mlperf`` gives the tensor names of MLCommons' ``model.onnx`` (``input_ids``,
+``input_mask``, ``segment_ids`` -> ``output_start_logits``, ``output_end_logits``), so a
+small local model can stand in for it; ``--names hf`` gives Hugging Face's names.
+
+Why the choices below (measured on torch 2.13 / onnx 1.23 / onnxruntime 1.31):
+
+* ``dynamo=False``: the dynamo exporter emitted an opset-18 ``Split`` attribute at opset 17
+  that ONNX Runtime rejects.
+* ``attn_implementation="eager"``: transformers 5 defaults to SDPA attention, which ONNX
+  Runtime's transformer optimizer cannot fuse.
+* IR version: onnx 1.23 may stamp IR 14, ONNX Runtime 1.31 reads at most 13.
+
+torch and transformers are imported inside the functions so that importing this module (and
+the harness) stays cheap.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import os
+import sys
+import tempfile
+import warnings
+from pathlib import Path
+
+from harness.errors import HarnessError
+
+# Highest ONNX IR version that onnxruntime 1.31 loads.
+MAX_ORT_IR_VERSION = 13
+# ORT vs torch tolerance on logits (absolute); fp32 exports differ by ~1e-6 in practice.
+VALIDATE_ATOL = 1e-3
+VALIDATE_SHAPE = (2, 384)  # [batch, sequence] of the validation batch, in tokens
+
+NAMINGS: dict[str, tuple[tuple[str, str, str], tuple[str, str]]] = {
+    "hf": (("input_ids", "attention_mask", "token_type_ids"), ("start_logits", "end_logits")),
+    "mlperf": (
+        ("input_ids", "input_mask", "segment_ids"),
+        ("output_start_logits", "output_end_logits"),
+    ),
+}
+WEIGHT_FILES = ("model.safetensors", "model.safetensors.index.json", "pytorch_model.bin")
+
+
+class ModelExportError(HarnessError):
+    """The checkpoint could not be exported or the export does not match the source model."""
+
+
+def _check_hf_dir(hf_dir: Path) -> None:
+    """Fail early, naming the directory, when it is not a usable local checkpoint."""
+    if not hf_dir.is_dir():
+        raise ModelExportError(f"Hugging Face model directory {hf_dir} does not exist")
+    if not (hf_dir / "config.json").is_file():
+        raise ModelExportError(f"{hf_dir} has no config.json: not a Hugging Face checkpoint")
+    if not any((hf_dir / name).is_file() for name in WEIGHT_FILES):
+        raise ModelExportError(
+            f"{hf_dir} has no weights (expected one of: {', '.join(WEIGHT_FILES)})"
+        )
+
+
+def _lower_ir_version(path: Path) -> None:
+    """Rewrite ``path`` with an IR version ONNX Runtime 1.31 accepts, if it needs one."""
+    import onnx
+    from onnx import helper
+
+    model = onnx.load(str(path))
+    if model.ir_version <= MAX_ORT_IR_VERSION:
+        return
+    # The lowest IR that declares the model's opsets is always valid for its contents.
+    model.ir_version = min(
+        MAX_ORT_IR_VERSION, helper.find_min_ir_version_for(list(model.opset_import), True)
+    )
+    onnx.save(model, str(path))
+
+
+def _validation_batch(vocab_size: int, seed: int = 0) -> dict[str, object]:
+    """A random ``[2, 384]`` int64 batch with real padding (row 1 is 200 tokens long)."""
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    batch, seq = VALIDATE_SHAPE
+    ids = rng.integers(1000, vocab_size, size=(batch, seq), dtype=np.int64)
+    mask = np.ones((batch, seq), dtype=np.int64)
+    segments = np.zeros((batch, seq), dtype=np.int64)
+    segments[:, 20:] = 1  # question = first 20 tokens, then context
+    mask[1, 200:] = 0
+    ids[1, 200:] = 0  # [PAD]
+    segments[1, 200:] = 0
+    return {"input_ids": ids, "attention_mask": mask, "token_type_ids": segments}
+
+
+def _validate(model: object, onnx_path: Path, input_names: tuple[str, ...], vocab: int) -> float:
+    """Run ORT and torch on the same batch; return the max abs logit difference."""
+    import numpy as np
+    import onnxruntime as ort
+    import torch
+
+    feeds = _validation_batch(vocab)
+    with torch.inference_mode():
+        ref = model(*(torch.from_numpy(feeds[k]) for k in feeds))  # type: ignore[operator]
+    session = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
+    got = session.run(None, dict(zip(input_names, feeds.values(), strict=True)))
+    return max(float(np.max(np.abs(g - r.numpy()))) for g, r in zip(got, ref, strict=True))
+
+
+def export_hf_qa_to_onnx(
+    hf_dir: Path,
+    out_path: Path,
+    *,
+    names: str = "hf",
+    opset: int = 17,
+    validate: bool = True,
+) -> Path:
+    """Export the fp32 QA checkpoint in ``hf_dir`` to ``out_path``; return ``out_path``.
+
+    Batch and sequence axes are dynamic on every input and output. The file appears only
+    when the export (and, with ``validate``, the ORT-vs-torch check on a ``[2, 384]`` batch,
+    max abs logit difference < 1e-3) succeeded; otherwise nothing is left at ``out_path``.
+    """
+    hf_dir, out_path = Path(hf_dir), Path(out_path)
+    if names not in NAMINGS:
+        raise ModelExportError(f"unknown naming {names!r}; choose one of: {', '.join(NAMINGS)}")
+    _check_hf_dir(hf_dir)
+    input_names, output_names = NAMINGS[names]
+
+    import torch
+    from transformers import BertForQuestionAnswering
+
+    try:
+        hf_model = BertForQuestionAnswering.from_pretrained(
+            hf_dir, attn_implementation="eager", dtype=torch.float32, local_files_only=True
+        )
+    except (OSError, ValueError) as exc:
+        raise ModelExportError(
+            f"cannot load a BertForQuestionAnswering from {hf_dir}: {exc}"
+        ) from exc
+    hf_model.eval()
+
+    class _Logits(torch.nn.Module):
+        """Positional inputs and a plain (start, end) tuple, as torch.onnx.export wants."""
+
+        def __init__(self, inner: torch.nn.Module) -> None:
+            super().__init__()
+            self.inner = inner
+
+        def forward(self, ids, mask, segments):  # untyped: only ever traced by the exporter
+            out = self.inner(input_ids=ids, attention_mask=mask, token_type_ids=segments)
+            return out.start_logits, out.end_logits
+
+    wrapper = _Logits(hf_model).eval()
+    dims = {0: "batch", 1: "sequence"}
+    example = tuple(
+        torch.from_numpy(v) for v in _validation_batch(hf_model.config.vocab_size).values()
+    )
+
+    out_path.parent.mkdir(parents=True, exist_ok=True)
+    # Same directory as the target so os.replace is an atomic rename, never a copy.
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{out_path.name}.", suffix=".tmp", dir=out_path.parent)
+    os.close(fd)
+    tmp = Path(tmp_name)
+    try:
+        with torch.inference_mode(), warnings.catch_warnings():
+            # Known noise: the TorchScript exporter is deprecated but is the one that works
+            # (see module doc); the traced mask-padding branch is always 0 because mask and
+            # sequence share one axis; the aten::index warning concerns negative indices, which
+            # mask building does not use. Tests check other batch/sequence sizes against torch.
+            warnings.filterwarnings("ignore", message=".*legacy TorchScript-based ONNX export")
+            warnings.filterwarnings("ignore", message=".*feature will be removed")
+            warnings.filterwarnings("ignore", category=torch.jit.TracerWarning)
+            warnings.filterwarnings("ignore", message=".*aten::index operator of advanced")
+            torch.onnx.export(
+                wrapper,
+                example,
+                str(tmp),
+                input_names=list(input_names),
+                output_names=list(output_names),
+                dynamic_axes={name: dims for name in (*input_names, *output_names)},
+                opset_version=opset,
+                do_constant_folding=True,
+                dynamo=False,
+            )
+        _lower_ir_version(tmp)
+        if validate:
+            diff = _validate(wrapper, tmp, input_names, hf_model.config.vocab_size)
+            if not diff < VALIDATE_ATOL:  # also catches NaN
+                raise ModelExportError(
+                    f"ONNX export of {hf_dir} disagrees with torch: max abs logit difference "
+                    f"{diff:.3g} >= {VALIDATE_ATOL:g}"
+                )
+        # mkstemp creates 0600; give the file the mode a plain open() would (0666 - umask).
+        umask = os.umask(0)
+        os.umask(umask)
+        tmp.chmod(0o666 & ~umask)
+        os.replace(tmp, out_path)
+    except ModelExportError:
+        raise
+    except Exception as exc:
+        raise ModelExportError(f"exporting {hf_dir} to {out_path} failed: {exc}") from exc
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            tmp.unlink()
+    return out_path
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Command-line entry point; returns the process exit status."""
+    parser = argparse.ArgumentParser(
+        prog="python -m models.export_onnx",
+        description="Export a local Hugging Face BertForQuestionAnswering to ONNX.",
+    )
+    parser.add_argument("hf_dir", type=Path, help="directory with config.json and weights")
+    parser.add_argument("out", type=Path, help="ONNX file to write")
+    parser.add_argument(
+        "--names",
+        choices=sorted(NAMINGS),
+        default="hf",
+        help="tensor names: hf (Hugging Face) or mlperf (MLCommons model.onnx)",
+    )
+    parser.add_argument("--opset", type=int, default=17, help="ONNX opset (default 17)")
+    parser.add_argument(
+        "--no-validate", action="store_true", help="skip the ONNX Runtime vs torch comparison"
+    )
+    args = parser.parse_args(argv)
+    try:
+        path = export_hf_qa_to_onnx(
+            args.hf_dir,
+            args.out,
+            names=args.names,
+            opset=args.opset,
+            validate=not args.no_validate,
+        )
+    except ModelExportError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    print(f"wrote {path}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

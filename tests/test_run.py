@@ -1,0 +1,132 @@
+"""End to end through LoadGen with the null backend: every scenario, accuracy, failures."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import multiprocessing
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from backends import BackendSettings
+from harness.errors import HarnessError
+from harness.features import read_vocab
+from harness.postprocess import predict_answers, read_accuracy_log
+from harness.runner import DataConfig, RunConfig, execute, prepare_data
+from harness.squad_metrics import evaluate
+
+FAST_CONF = "\n".join(
+    f"*.{scenario}.{key} = {value}"
+    for scenario in ("Offline", "Server", "SingleStream", "MultiStream")
+    for key, value in (("min_duration", 300), ("min_query_count", 1))
+) + (
+    "\n*.Offline.target_qps = 200\n*.Server.target_qps = 40\n"
+    "*.SingleStream.target_latency = 0.1\n*.MultiStream.target_latency = 0.1\n"
+)
+
+
+@pytest.fixture(scope="module")
+def workspace(tmp_path_factory, squad_dir: Path) -> dict:
+    root = tmp_path_factory.mktemp("run")
+    conf = root / "user.conf"
+    conf.write_text(FAST_CONF)
+    model = root / "null-model.onnx"  # the null backend never reads it; its md5 is recorded
+    model.write_bytes(b"placeholder")
+    data = DataConfig(root / "squad", root / "cache", (squad_dir,), download=False,
+                      max_examples=12)
+    return {"root": root, "conf": conf, "model": model, "data": data}
+
+
+def isolated(config: RunConfig, timeout_s: float = 120):
+    """Run in a fresh process: LoadGen counts config loads per process and flags a second
+    test in the same process as "Multiple conf files are used"."""
+    context = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(max_workers=1, mp_context=context) as pool:
+        return pool.submit(execute, config).result(timeout=timeout_s)
+
+
+def config(workspace: dict, **changes) -> RunConfig:
+    base = RunConfig(
+        backend="null", model=str(workspace["model"]), system="test-system",
+        user_conf=workspace["conf"], data=workspace["data"],
+        results_dir=workspace["root"] / "results", progress=False,
+    )
+    return RunConfig(**{**base.__dict__, **changes})
+
+
+@pytest.mark.parametrize("scenario", ["Offline", "Server", "SingleStream", "MultiStream"])
+def test_every_scenario_runs_and_is_recorded(workspace: dict, scenario: str) -> None:
+    outcome = isolated(config(workspace, scenario=scenario, batch_size=4))
+    run = outcome.directory
+    results = workspace["root"] / "results"
+    assert run == results / "test-system/null-model" / scenario / "performance/run_1"
+    for name in ("mlperf_log_summary.txt", "mlperf_log_detail.txt", "user.conf",
+                 "settings.json", "result.json", "summary.txt"):
+        assert (run / name).is_file(), name
+    result = json.loads((run / "result.json").read_text())
+    assert result["scenario"] == scenario and result["errors"] == []
+    assert result["samples_completed"] > 0 and result["qsl_loads"] >= 1
+    assert result["latencies_ns"]["99.00"] > 0
+    if scenario == "MultiStream":  # its metric is the latency of 8-sample queries
+        assert result["query_latencies_ns"]["99.00"] >= result["latencies_ns"]["50.00"]
+    else:
+        assert result["samples_per_second"] > 0
+    settings = json.loads((run / "settings.json").read_text())
+    assert settings["backend"]["backend"] == "null"
+    assert settings["model"]["md5"] == hashlib.md5(b"placeholder").hexdigest()
+    assert settings["data"]["questions"] == 12
+    features = settings["data"]["features"]
+    # the QSL is smaller than mlperf.conf's 10833, and user.conf says so to LoadGen
+    assert f"performance_sample_count_override = {features}\n" in (run / "user.conf").read_text()
+    assert not list(run.parent.glob(".run_1.*")), "staging directory left behind"
+
+
+def test_accuracy_run_logs_every_feature_once_and_scores_them(workspace: dict) -> None:
+    outcome = isolated(config(workspace, mode="accuracy", batch_size=3))
+    run = outcome.directory
+    logits = read_accuracy_log(run / "mlperf_log_accuracy.json")
+    data = prepare_data(workspace["data"], progress=False)
+    assert sorted(logits) == list(range(len(data.features)))
+    # the logged bytes are exactly what the backend returned for that sample
+    from backends.null import NullBackend
+    from harness.qsl import QuerySampleLibrary
+
+    qsl = QuerySampleLibrary(data.features)
+    qsl.load_query_samples(list(range(len(data.features))))
+    backend = NullBackend()
+    backend.load(None)
+    start, end = backend.predict(qsl.batch(list(range(len(data.features)))))
+    for index, (s, e) in logits.items():
+        np.testing.assert_array_equal(s, start[index])
+        np.testing.assert_array_equal(e, end[index])
+    examples = data.examples[:12]
+    predictions = predict_answers(data.features, logits, examples, read_vocab(data.vocab_path))
+    expected = evaluate(examples, predictions)
+    assert outcome.accuracy.scores.f1 == pytest.approx(expected.f1)
+    first_line = (run / "accuracy.txt").read_text().splitlines()[0]
+    assert json.loads(first_line) == {"exact_match": expected.exact_match, "f1": expected.f1}
+    assert json.loads((run / "predictions.json").read_text()) == predictions
+
+
+def test_backend_crash_mid_run_fails_fast_and_keeps_logs(workspace: dict) -> None:
+    crashing = BackendSettings(options={"fail_after": 2})
+    with pytest.raises(HarnessError) as info:  # isolated() times out if the run hangs
+        isolated(config(workspace, scenario="Offline", batch_size=2, system="crash",
+                        backend_settings=crashing), timeout_s=60)
+    message = str(info.value)
+    assert "failing on purpose" in message and "logs are kept" in message
+    scenario_dir = workspace["root"] / "results/crash/null-model/Offline/performance"
+    failed = list(scenario_dir.glob("run_1.failed-*"))
+    assert len(failed) == 1 and not (scenario_dir / "run_1").exists()
+    assert "NullBackendFailure" in (failed[0] / "FAILED.txt").read_text()
+    assert (failed[0] / "mlperf_log_detail.txt").is_file()
+
+
+def test_rerun_replaces_the_previous_result(workspace: dict) -> None:
+    first = isolated(config(workspace, system="rerun")).directory
+    (first / "marker").write_text("old")
+    second = isolated(config(workspace, system="rerun")).directory
+    assert second == first and not (second / "marker").exists()
