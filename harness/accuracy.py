@@ -39,10 +39,15 @@ class AccuracyReport:
     precision: str
     mlperf_model: bool
     targets: tuple[TargetCheck, ...]
+    # What the MLPerf scripts print for the same log with --max_examples N (see below);
+    # None when every question of the data set is scored.
+    reference_scores: SquadScores | None = None
 
     def to_json(self) -> dict:
         data = dataclasses.asdict(self)
         data["scores"] = self.scores.to_json()
+        if self.reference_scores is not None:
+            data["reference_scores"] = self.reference_scores.to_json()
         return data
 
     def text(self) -> str:
@@ -55,6 +60,13 @@ class AccuracyReport:
         for target in self.targets:
             verdict = "MET" if target.met else "NOT MET"
             lines.append(f"{target.name}: F1 >= {target.threshold:.3f}  {verdict}")
+        if self.reference_scores is not None:
+            ref = self.reference_scores
+            lines.append(
+                f"MLPerf accuracy-squad.py --max_examples {self.questions} reports "
+                f'{{"exact_match": {ref.exact_match}, "f1": {ref.f1}}}: its evaluate_v1.1.py '
+                f"stops before scoring question {self.questions} but divides by {self.questions}"
+            )
         if not self.mlperf_model:
             lines.append(
                 "note: the targets are MLPerf BERT-Large's; this model is not an MLPerf model "
@@ -82,6 +94,20 @@ def accuracy_targets(f1: float, precision: str) -> tuple[TargetCheck, ...]:
     return tuple(checks)
 
 
+def reference_truncated_scores(
+    questions: Sequence[SquadExample], predictions: dict[str, str]
+) -> SquadScores:
+    """The scores MLPerf's ``evaluate_v1.1.py --max_examples N`` prints for N questions.
+
+    That script counts question N, then breaks before scoring it: it averages the first
+    N-1 questions over N. Reported beside the true scores so both can be compared.
+    """
+    count = len(questions)
+    partial = evaluate(questions[:-1], predictions)
+    scale = (count - 1) / count if count else 0.0
+    return SquadScores(partial.exact_match * scale, partial.f1 * scale, count, partial.answered)
+
+
 def score_accuracy_log(
     log_path: Path,
     features: FeatureSet,
@@ -106,5 +132,8 @@ def score_accuracy_log(
         precision=precision,
         mlperf_model=mlperf_model,
         targets=accuracy_targets(scores.f1, precision),
+        reference_scores=reference_truncated_scores(questions, predictions)
+        if len(questions) < len(examples)
+        else None,
     )
     return report, predictions

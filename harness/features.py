@@ -27,13 +27,12 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
-import os
-import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 
+from harness.atomic import atomic_path
 from harness.errors import DataError
 from harness.squad_data import SquadExample
 
@@ -92,16 +91,9 @@ class FeatureSet:
 
     def save(self, path: Path) -> None:
         """Write atomically: a crash never leaves a truncated cache behind."""
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
-        try:
-            with os.fdopen(fd, "wb") as handle:
-                arrays = {name: getattr(self, name) for name in ARRAY_NAMES}
-                np.savez(handle, meta=np.array(json.dumps(self.meta)), **arrays)
-            os.replace(tmp, path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        with atomic_path(path) as tmp, open(tmp, "wb") as handle:
+            arrays = {name: getattr(self, name) for name in ARRAY_NAMES}
+            np.savez(handle, meta=np.array(json.dumps(self.meta)), **arrays)
 
     @classmethod
     def load(cls, path: Path) -> FeatureSet:

@@ -9,13 +9,12 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
-import os
 import shutil
-import tempfile
 import urllib.request
 from collections.abc import Sequence
 from pathlib import Path
 
+from harness.atomic import atomic_path
 from harness.errors import DataError
 
 DOWNLOAD_TIMEOUT_S = 30
@@ -51,24 +50,10 @@ def file_md5(path: Path) -> str:
     return digest.hexdigest()
 
 
-def _atomic_copy(source: Path, dest: Path) -> None:
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=dest.parent, prefix=dest.name, suffix=".part")
-    os.close(fd)
-    try:
-        shutil.copyfile(source, tmp)
-        os.replace(tmp, dest)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def _download(remote: RemoteFile, dest: Path, progress: bool) -> None:
     """Download to a temporary file, verify, then move into place."""
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=dest.parent, prefix=dest.name, suffix=".part")
-    try:
-        with os.fdopen(fd, "wb") as out, urllib.request.urlopen(
+    with atomic_path(dest) as tmp:
+        with open(tmp, "wb") as out, urllib.request.urlopen(
             remote.url, timeout=DOWNLOAD_TIMEOUT_S
         ) as response:
             total = int(response.headers.get("Content-Length") or 0) or None
@@ -83,11 +68,8 @@ def _download(remote: RemoteFile, dest: Path, progress: bool) -> None:
                     bar.update(len(block))
             if bar is not None:
                 bar.close()
-        if remote.md5 and (actual := file_md5(Path(tmp))) != remote.md5:
+        if remote.md5 and (actual := file_md5(tmp)) != remote.md5:
             raise DataError(f"downloaded {remote.url} has md5 {actual}, expected {remote.md5}")
-        os.replace(tmp, dest)
-    finally:
-        Path(tmp).unlink(missing_ok=True)
 
 
 def ensure_file(
@@ -122,7 +104,8 @@ def ensure_file(
     for mirror in mirrors:
         candidate = Path(mirror) / remote.name
         if candidate.resolve() != dest.resolve() and verified(candidate):
-            _atomic_copy(candidate, dest)
+            with atomic_path(dest) as tmp:
+                shutil.copyfile(candidate, tmp)
             return dest
     if download:
         try:

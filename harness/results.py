@@ -19,7 +19,10 @@ import time
 from pathlib import Path
 from typing import Any
 
+from harness.atomic import write_text_atomic
+
 DEFAULT_RESULTS = Path("results")
+DIR_MODE = 0o755
 
 
 def run_dir(results_root: Path, system: str, model: str, scenario: str, mode: str) -> Path:
@@ -33,19 +36,6 @@ def slug(text: str) -> str:
     return re.sub(r"[^a-z0-9._-]+", "-", text.lower()).strip("-") or "unnamed"
 
 
-def write_text_atomic(path: Path, text: str) -> None:
-    """Write ``text`` so that readers see the old file or the new one, never a part."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def write_json_atomic(path: Path, data: Any) -> None:
     write_text_atomic(path, json.dumps(data, indent=2, sort_keys=False, default=str) + "\n")
 
@@ -57,6 +47,7 @@ class StagedRun:
         self.final = Path(final)
         self.final.parent.mkdir(parents=True, exist_ok=True)
         self.path = Path(tempfile.mkdtemp(dir=self.final.parent, prefix=f".{self.final.name}."))
+        os.chmod(self.path, DIR_MODE)
 
     def commit(self) -> Path:
         """Replace any previous result at ``final`` with this run."""

@@ -23,13 +23,11 @@ the harness) stays cheap.
 from __future__ import annotations
 
 import argparse
-import contextlib
-import os
 import sys
-import tempfile
 import warnings
 from pathlib import Path
 
+from harness.atomic import atomic_path
 from harness.errors import HarnessError
 
 # Highest ONNX IR version that onnxruntime 1.31 loads.
@@ -159,13 +157,8 @@ def export_hf_qa_to_onnx(
         torch.from_numpy(v) for v in _validation_batch(hf_model.config.vocab_size).values()
     )
 
-    out_path.parent.mkdir(parents=True, exist_ok=True)
-    # Same directory as the target so os.replace is an atomic rename, never a copy.
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{out_path.name}.", suffix=".tmp", dir=out_path.parent)
-    os.close(fd)
-    tmp = Path(tmp_name)
     try:
-        with torch.inference_mode(), warnings.catch_warnings():
+        with atomic_path(out_path) as tmp, torch.inference_mode(), warnings.catch_warnings():
             # Known noise: the TorchScript exporter is deprecated but is the one that works
             # (see module doc); the traced mask-padding branch is always 0 because mask and
             # sequence share one axis; the aten::index warning concerns negative indices, which
@@ -185,26 +178,18 @@ def export_hf_qa_to_onnx(
                 do_constant_folding=True,
                 dynamo=False,
             )
-        _lower_ir_version(tmp)
-        if validate:
-            diff = _validate(wrapper, tmp, input_names, hf_model.config.vocab_size)
-            if not diff < VALIDATE_ATOL:  # also catches NaN
-                raise ModelExportError(
-                    f"ONNX export of {hf_dir} disagrees with torch: max abs logit difference "
-                    f"{diff:.3g} >= {VALIDATE_ATOL:g}"
-                )
-        # mkstemp creates 0600; give the file the mode a plain open() would (0666 - umask).
-        umask = os.umask(0)
-        os.umask(umask)
-        tmp.chmod(0o666 & ~umask)
-        os.replace(tmp, out_path)
+            _lower_ir_version(tmp)
+            if validate:
+                diff = _validate(wrapper, tmp, input_names, hf_model.config.vocab_size)
+                if not diff < VALIDATE_ATOL:  # also catches NaN
+                    raise ModelExportError(
+                        f"ONNX export of {hf_dir} disagrees with torch: max abs logit "
+                        f"difference {diff:.3g} >= {VALIDATE_ATOL:g}"
+                    )
     except ModelExportError:
         raise
     except Exception as exc:
         raise ModelExportError(f"exporting {hf_dir} to {out_path} failed: {exc}") from exc
-    finally:
-        with contextlib.suppress(FileNotFoundError):
-            tmp.unlink()
     return out_path
 
 
