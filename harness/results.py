@@ -108,6 +108,15 @@ class LoadGenResult:
         return lines
 
 
+_VALIDITY_CHECKS = {
+    "result_min_duration_met": lambda raw: "minimum duration not met",
+    "result_min_queries_met": lambda raw: "minimum query count not met",
+    "result_perf_constraints_met": lambda raw: "latency constraint not met",
+    "early_stopping_met": lambda raw: "early stopping not met: "
+    + " ".join(str(raw.get("early_stopping_result", "")).replace("*", "").split()),
+}
+
+
 def _percentiles(raw: dict[str, Any], suffix: str) -> dict[str, float]:
     return {
         key[len("result_") : -len(suffix)]: float(value)
@@ -138,7 +147,11 @@ def parse_detail_log(path: Path, scenario: str, mode: str) -> LoadGenResult:
         if f"result_{key}_latency_ns" in raw:
             latencies[key] = float(raw[f"result_{key}_latency_ns"])
     validity = raw.get("result_validity")
-    reasons = raw.get("result_invalid_reason")
+    reasons = raw.get("result_invalid_reason") or ""
+    # Some INVALID verdicts carry no reason text: name the unmet checks instead.
+    unmet = [key for key in _VALIDITY_CHECKS if raw.get(key) is False]
+    if validity == "INVALID" and not reasons.strip() and unmet:
+        reasons = ". ".join(_VALIDITY_CHECKS[key](raw) for key in unmet)
     # Offline reports samples/s; Server completed samples/s; the stream scenarios report
     # queries/s, each query holding effective_samples_per_query samples.
     throughput = raw.get("result_samples_per_second", raw.get("result_completed_samples_per_sec"))
