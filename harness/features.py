@@ -34,6 +34,7 @@ import numpy as np
 
 from harness.atomic import atomic_path
 from harness.errors import DataError
+from harness.fetch import file_digest
 from harness.squad_data import SquadExample
 
 FORMAT_VERSION = 1
@@ -246,11 +247,7 @@ def build_features(
 
 def file_sha256(path: Path) -> str:
     """Hex sha256 of a file's bytes."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
+    return file_digest(path, "sha256")
 
 
 def cache_key(squad_path: Path, vocab_path: Path, settings: FeatureSettings) -> str:

@@ -41,13 +41,18 @@ BERT_VOCAB = RemoteFile(
 )
 
 
-def file_md5(path: Path) -> str:
-    """Hex md5 of a file, read in 1 MiB blocks."""
-    digest = hashlib.md5()
+def file_digest(path: Path, algorithm: str = "md5") -> str:
+    """Hex digest of a file's bytes (``hashlib`` algorithm name), read in 1 MiB blocks."""
+    digest = hashlib.new(algorithm)
     with open(path, "rb") as handle:
         for block in iter(lambda: handle.read(1 << 20), b""):
             digest.update(block)
     return digest.hexdigest()
+
+
+def file_md5(path: Path) -> str:
+    """Hex md5 of a file (how the published files are identified)."""
+    return file_digest(path, "md5")
 
 
 def _download(remote: RemoteFile, dest: Path, progress: bool) -> None:
