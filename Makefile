@@ -19,7 +19,7 @@ RUN_FLAGS = --scenario $(SCENARIO) --backend $(BACKEND) --model $(MODEL) \
 	$(if $(MAX_EXAMPLES),--max-examples $(MAX_EXAMPLES)) \
 	$(if $(SYSTEM),--system $(SYSTEM)) $(ARGS)
 
-.PHONY: help install data model run accuracy test lint bench clean
+.PHONY: help install data model run accuracy agree test lint bench bench-backends clean
 
 help: ## list targets and variables
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -31,7 +31,7 @@ help: ## list targets and variables
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON_BOOT) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e '.[onnx,export,dev]'
+	$(PY) -m pip install --quiet -e '.[onnx,export,torch,tf,dev]'
 	touch $@
 
 install: $(VENV)/.installed ## create .venv and install the harness with all extras
@@ -48,6 +48,10 @@ run: install ## LoadGen performance run: make run SCENARIO=Offline
 accuracy: install ## LoadGen accuracy run + EM/F1: make accuracy MAX_EXAMPLES=2804
 	$(PY) -m harness accuracy $(RUN_FLAGS)
 
+agree: install ## every backend on the same features: logits, answers, F1 (MODEL=a,b)
+	$(PY) -m harness agree --model $(MODEL) --mirror $(MIRROR) \
+		$(if $(MAX_EXAMPLES),--max-examples $(MAX_EXAMPLES)) $(ARGS)
+
 test: install ## run the test suite
 	$(PY) -m pytest -q
 
@@ -56,6 +60,9 @@ lint: install ## ruff
 
 bench: install ## benchmarks: feature building and Offline samples/s by batch size
 	$(PY) benchmarks/bench_offline.py
+
+bench-backends: install ## samples/s of every backend, fp32 and int8, on the demo model
+	$(PY) benchmarks/bench_backends.py
 
 clean: ## remove caches and exported models (keeps results/ and the venv)
 	rm -rf datasets/cache models/store build .pytest_cache

@@ -15,6 +15,8 @@ from backends.base import Backend, BackendError, BackendSettings, FeatureBatch
 # name -> (import path, pyproject extra that installs its framework)
 REGISTRY: dict[str, tuple[str, str]] = {
     "onnxruntime": ("backends.onnxruntime_backend:OnnxRuntimeBackend", "onnx"),
+    "pytorch": ("backends.pytorch_backend:PyTorchBackend", "torch"),
+    "tensorflow": ("backends.tensorflow_backend:TensorFlowBackend", "tf"),
     "null": ("backends.null:NullBackend", ""),
 }
 

@@ -20,9 +20,12 @@ from harness.fetch import RemoteFile, ensure_file, file_md5
 DEFAULT_MODEL = "minilm-l6-squad-demo"
 DEFAULT_STORE = Path("models/store")
 
-# Formats each backend can load directly; "hf" checkpoints are exported for onnxruntime.
+# Formats each backend accepts; "hf" checkpoints are exported to ONNX for onnxruntime and
+# converted to a frozen graph for tensorflow.
 BACKEND_FORMATS = {
     "onnxruntime": ("onnx", "hf"),
+    "pytorch": ("pytorch", "hf"),
+    "tensorflow": ("tf-frozen", "tf-savedmodel", "hf"),
     "null": ("onnx", "hf", "pytorch", "tf-frozen"),
 }
 
@@ -128,7 +131,12 @@ def _format_of_path(path: Path) -> str:
     if path.is_dir():
         if (path / "config.json").is_file():
             return "hf"
-        raise ConfigError(f"{path}: a directory without config.json is not a Hugging Face model")
+        if (path / "saved_model.pb").is_file():
+            return "tf-savedmodel"
+        raise ConfigError(
+            f"{path}: a directory with neither config.json (Hugging Face) nor saved_model.pb "
+            "(TensorFlow SavedModel)"
+        )
     suffix = path.suffix.lower()
     formats = {".onnx": "onnx", ".pytorch": "pytorch", ".pt": "pytorch", ".pb": "tf-frozen"}
     if suffix not in formats:
@@ -149,21 +157,31 @@ def _find_hf_dir(spec: ModelSpec, store: Path, mirrors: Sequence[Path]) -> Path:
     )
 
 
-def _export_for_onnxruntime(name: str, hf_dir: Path, store: Path) -> Path:
-    """Export once; the export is reused while the checkpoint's weights are unchanged."""
-    from models.export_onnx import export_hf_qa_to_onnx
+def _derive_from_checkpoint(name: str, hf_dir: Path, store: Path, target: str) -> Path:
+    """The checkpoint as an ONNX file (``target="onnx"``) or a TF frozen graph (``"tf"``).
 
+    Made once into ``store/<name>/`` and reused while the checkpoint's weights are
+    unchanged; both are validated against the checkpoint before they are written.
+    """
     weights = hf_dir / "model.safetensors"
     if not weights.is_file():
         raise ConfigError(f"{hf_dir}: no model.safetensors")
-    out = store / name / "model.onnx"
-    record = out.with_name("export.json")
+    out = store / name / ("model.onnx" if target == "onnx" else "model.pb")
+    record = out.with_name(f"{out.name}.source.json")
     weights_sha = file_sha256(weights)
     if out.is_file() and record.is_file():
         if json.loads(record.read_text()).get("weights_sha256") == weights_sha:
             return out
-    print(f"Exporting {hf_dir} to ONNX ({out}) ...", flush=True)
-    export_hf_qa_to_onnx(hf_dir, out)
+    if target == "onnx":
+        from models.export_onnx import export_hf_qa_to_onnx
+
+        print(f"Exporting {hf_dir} to ONNX ({out}) ...", flush=True)
+        export_hf_qa_to_onnx(hf_dir, out)
+    else:
+        from models.convert import convert
+
+        print(f"Converting {hf_dir} to a TensorFlow frozen graph ({out}) ...", flush=True)
+        convert(hf_dir, out, to="tf")
     record.write_text(json.dumps({"source": str(hf_dir), "weights_sha256": weights_sha}, indent=2))
     return out
 
@@ -180,13 +198,23 @@ def resolve_model(
     if spec is None:
         path = Path(name_or_path)
         if not path.exists():
+            from models.derived import resolve_int8_model, split_int8_name
+
+            # "<catalog model>-int8-dynamic|static": quantized from the fp32 ONNX once
+            base = split_int8_name(name_or_path)
+            if base is not None and base[0] in CATALOG:
+                return resolve_int8_model(name_or_path, backend, store, mirrors, download)
             raise ConfigError(
-                f"unknown model {name_or_path!r}: not in the catalog ({', '.join(CATALOG)}) "
+                f"unknown model {name_or_path!r}: not in the catalog ({', '.join(CATALOG)}; "
+                "each also as NAME-int8-dynamic or NAME-int8-static) "
                 "and no such file or directory"
             )
         spec = ModelSpec(path.stem or path.name, f"local {path}", _format_of_path(path), "fp32",
                          backend, local_dirs=(str(path),) if path.is_dir() else ())
-        source_path: Path | None = path if path.is_file() else None
+        # a SavedModel is a directory the backend loads as is
+        source_path: Path | None = (
+            path if path.is_file() or spec.format == "tf-savedmodel" else None
+        )
     else:
         source_path = None
     accepted = BACKEND_FORMATS.get(backend, ())
@@ -201,15 +229,29 @@ def resolve_model(
         hf_dir = _find_hf_dir(spec, store, mirrors)
         source = str(hf_dir)
         if backend == "onnxruntime":
-            source_path = _export_for_onnxruntime(spec.name, hf_dir, store)
+            source_path = _derive_from_checkpoint(spec.name, hf_dir, store, "onnx")
+        elif backend == "tensorflow":
+            source_path = _derive_from_checkpoint(spec.name, hf_dir, store, "tf")
+        elif backend == "pytorch":  # reads config.json and the weights itself: no export
+            if not (hf_dir / "model.safetensors").is_file():
+                raise ConfigError(f"{hf_dir}: no model.safetensors")
+            source_path = hf_dir
         else:
             source_path = hf_dir / "model.safetensors"
     else:
         source = str(source_path)
     return ResolvedModel(
-        spec.name, source_path, spec.format if source_path.suffix != ".onnx" else "onnx",
-        spec.precision, file_md5(source_path), source, spec.mlperf,
+        spec.name, source_path, {".onnx": "onnx", ".pb": "tf-frozen"}.get(
+            source_path.suffix, spec.format),
+        spec.precision, file_md5(_weights_file(source_path)), source, spec.mlperf,
     )
+
+
+def _weights_file(path: Path) -> Path:
+    """The file whose md5 identifies the model: a checkpoint directory's weights."""
+    if (path / "saved_model.pb").is_file():  # TF SavedModel: graph and constants live here
+        return path / "saved_model.pb"
+    return path / "model.safetensors" if path.is_dir() else path
 
 
 def vocab_for_model(resolved: ResolvedModel) -> Path | None:

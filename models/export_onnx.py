@@ -125,7 +125,6 @@ def export_hf_qa_to_onnx(
     if names not in NAMINGS:
         raise ModelExportError(f"unknown naming {names!r}; choose one of: {', '.join(NAMINGS)}")
     _check_hf_dir(hf_dir)
-    input_names, output_names = NAMINGS[names]
 
     import torch
     from transformers import BertForQuestionAnswering
@@ -138,7 +137,32 @@ def export_hf_qa_to_onnx(
         raise ModelExportError(
             f"cannot load a BertForQuestionAnswering from {hf_dir}: {exc}"
         ) from exc
-    hf_model.eval()
+    return export_qa_model_to_onnx(
+        hf_model, out_path, names=names, opset=opset, validate=validate, source=str(hf_dir)
+    )
+
+
+def export_qa_model_to_onnx(
+    hf_model: object,
+    out_path: Path,
+    *,
+    names: str = "hf",
+    opset: int = 17,
+    validate: bool = True,
+    source: str = "the model",
+) -> Path:
+    """Export an in-memory transformers ``BertForQuestionAnswering`` to ``out_path``.
+
+    Same graph, names, validation and atomicity as :func:`export_hf_qa_to_onnx`; ``source``
+    names the model in messages. Load it with ``attn_implementation="eager"`` (module doc).
+    """
+    import torch
+
+    out_path = Path(out_path)
+    if names not in NAMINGS:
+        raise ModelExportError(f"unknown naming {names!r}; choose one of: {', '.join(NAMINGS)}")
+    input_names, output_names = NAMINGS[names]
+    hf_model.eval()  # type: ignore[attr-defined]
 
     class _Logits(torch.nn.Module):
         """Positional inputs and a plain (start, end) tuple, as torch.onnx.export wants."""
@@ -153,9 +177,8 @@ def export_hf_qa_to_onnx(
 
     wrapper = _Logits(hf_model).eval()
     dims = {0: "batch", 1: "sequence"}
-    example = tuple(
-        torch.from_numpy(v) for v in _validation_batch(hf_model.config.vocab_size).values()
-    )
+    vocab_size = hf_model.config.vocab_size  # type: ignore[attr-defined]
+    example = tuple(torch.from_numpy(v) for v in _validation_batch(vocab_size).values())
 
     try:
         with atomic_path(out_path) as tmp, torch.inference_mode(), warnings.catch_warnings():
@@ -180,16 +203,16 @@ def export_hf_qa_to_onnx(
             )
             _lower_ir_version(tmp)
             if validate:
-                diff = _validate(wrapper, tmp, input_names, hf_model.config.vocab_size)
+                diff = _validate(wrapper, tmp, input_names, vocab_size)
                 if not diff < VALIDATE_ATOL:  # also catches NaN
                     raise ModelExportError(
-                        f"ONNX export of {hf_dir} disagrees with torch: max abs logit "
+                        f"ONNX export of {source} disagrees with torch: max abs logit "
                         f"difference {diff:.3g} >= {VALIDATE_ATOL:g}"
                     )
     except ModelExportError:
         raise
     except Exception as exc:
-        raise ModelExportError(f"exporting {hf_dir} to {out_path} failed: {exc}") from exc
+        raise ModelExportError(f"exporting {source} to {out_path} failed: {exc}") from exc
     return out_path
 
 

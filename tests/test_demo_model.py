@@ -5,16 +5,26 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
+
 from harness.runner import DataConfig, RunConfig
 from models.catalog import resolve_model
 from tests.test_run import isolated
 
+# each backend gets the checkpoint in its own format: ONNX export, the checkpoint itself,
+# a converted TF frozen graph
+FORMATS = {"onnxruntime": ("onnx", "onnxruntime"), "pytorch": ("hf", "torch"),
+           "tensorflow": ("tf-frozen", "tensorflow")}
 
+
+@pytest.mark.parametrize("backend", sorted(FORMATS))
 def test_demo_model_answers_held_out_questions(tmp_path: Path, squad_dir: Path,
-                                               demo_model_dir: Path) -> None:
+                                               demo_model_dir: Path, backend: str) -> None:
+    model_format, library = FORMATS[backend]
+    pytest.importorskip(library)
     store = tmp_path / "store"
     config = RunConfig(
-        scenario="Offline", mode="accuracy", backend="onnxruntime",
+        scenario="Offline", mode="accuracy", backend=backend,
         model=str(demo_model_dir), batch_size=4, model_store=store, system="demo",
         data=DataConfig(tmp_path / "squad", tmp_path / "cache", (squad_dir,), download=False,
                         max_examples=40),
@@ -26,9 +36,10 @@ def test_demo_model_answers_held_out_questions(tmp_path: Path, squad_dir: Path,
     # a real QA model on its held-out articles (66 F1 over all 2804); random logits give ~7
     assert scores.f1 > 45.0
     settings = json.loads((outcome.directory / "settings.json").read_text())
-    assert settings["model"]["format"] == "onnx" and settings["backend"]["backend"] == "onnxruntime"
+    assert settings["model"]["format"] == model_format
+    assert settings["backend"]["backend"] == backend
     assert settings["model"]["source"] == str(demo_model_dir)
-    # the export is reused while the weights are unchanged
-    exported = resolve_model(str(demo_model_dir), "onnxruntime", store)
+    # the exported/converted file is reused while the weights are unchanged
+    exported = resolve_model(str(demo_model_dir), backend, store)
     assert exported.path == Path(settings["model"]["path"])
     assert exported.md5 == settings["model"]["md5"]

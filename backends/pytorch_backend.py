@@ -1,0 +1,223 @@
+"""PyTorch fp32 backend: MLPerf's ``model.pytorch`` state dict or a Hugging Face QA checkpoint.
+
+State dicts are read by :mod:`backends.pytorch_state_dict` (``weights_only``: a model file
+never runs code; config read off the tensor shapes). Hugging Face checkpoints
+(``config.json`` + ``model.safetensors``) load with ``from_pretrained(local_files_only=True)``.
+Either way a missing or left-over weight (beyond known-harmless ones) is an error, never a
+silent random init. Inference runs under ``torch.inference_mode()``.
+"""
+
+from __future__ import annotations
+
+import json
+import warnings
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import transformers
+from transformers import BertForQuestionAnswering
+
+from backends.base import Backend, BackendError, FeatureBatch
+from backends.pytorch_state_dict import (
+    HARMLESS_EXTRA_KEYS,
+    STATE_DICT_SUFFIXES,
+    check_keys,
+    model_from_state_dict,
+)
+
+DEVICES = ("cpu", "gpu", "auto")
+ATTENTION_IMPLEMENTATIONS = ("eager", "sdpa")
+# Measured on the 2-core host (torch 2.13, demo 6x384 model, sequence 384, three interleaved
+# runs): sdpa took ~0.8x (batch 1) and ~0.7x (batch 4) of eager's time per sample.
+# Override with the backend option attn_implementation=eager.
+DEFAULT_ATTENTION = "sdpa"
+# describe()'s config summary: short name -> BertConfig attribute
+CONFIG_SUMMARY = {"layers": "num_hidden_layers", "hidden": "hidden_size",
+                  "heads": "num_attention_heads", "intermediate": "intermediate_size",
+                  "vocab": "vocab_size", "max_positions": "max_position_embeddings"}
+
+
+class PyTorchBackend(Backend):
+    """Runs a BERT SQuAD model in fp32 with PyTorch (CPU, or CUDA when asked/available)."""
+
+    name = "pytorch"
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._model: BertForQuestionAnswering | None = None
+        self._model_path: Path | None = None
+        self._model_format: str | None = None
+        self._device = torch.device("cpu")
+        self._attention = DEFAULT_ATTENTION
+        self._config: dict[str, int] | None = None
+
+    def version(self) -> str:
+        """The torch package version, e.g. ``"2.13.0+cpu"``."""
+        return torch.__version__
+
+    # ---- settings ------------------------------------------------------------------------
+
+    def _resolve_device(self) -> torch.device:
+        device = self.settings.device
+        if device == "cpu" or (device == "auto" and not torch.cuda.is_available()):
+            return torch.device("cpu")
+        if device in ("gpu", "auto"):
+            if not torch.cuda.is_available():
+                raise BackendError(
+                    f"device 'gpu' needs CUDA, but this torch ({torch.__version__}) sees no "
+                    "CUDA device. Install a CUDA build of torch on a machine with a GPU, or "
+                    "use device 'cpu' or 'auto'."
+                )
+            return torch.device("cuda")
+        raise BackendError(f"unknown device {device!r}; choose one of: {', '.join(DEVICES)}")
+
+    def _apply_settings(self) -> None:
+        """Check options and threads; set torch's thread pools (0 = torch's default)."""
+        s = self.settings
+        unknown = set(s.options) - {"attn_implementation"}
+        if unknown:
+            raise BackendError(
+                f"pytorch backend: unknown options {sorted(unknown)}; known: attn_implementation"
+            )
+        attention = str(s.options.get("attn_implementation", DEFAULT_ATTENTION)).lower()
+        if attention not in ATTENTION_IMPLEMENTATIONS:
+            raise BackendError(
+                f"unknown attn_implementation {attention!r}; "
+                f"choose one of: {', '.join(ATTENTION_IMPLEMENTATIONS)}"
+            )
+        self._attention = attention
+        for label, value in (
+            ("intra_op_threads", s.intra_op_threads),
+            ("inter_op_threads", s.inter_op_threads),
+        ):
+            if not isinstance(value, int) or value < 0:
+                raise BackendError(f"{label} must be an integer >= 0 (0 = default), got {value!r}")
+        if s.intra_op_threads > 0:
+            torch.set_num_threads(s.intra_op_threads)
+        if s.inter_op_threads > 0 and torch.get_num_interop_threads() != s.inter_op_threads:
+            try:
+                torch.set_num_interop_threads(s.inter_op_threads)
+            except RuntimeError:
+                # torch allows this once per process, before any parallel work; a second
+                # backend in the same process keeps the pool it finds (describe() says so).
+                warnings.warn(
+                    f"pytorch backend: cannot change inter-op threads to "
+                    f"{s.inter_op_threads} in this process; keeping "
+                    f"{torch.get_num_interop_threads()}",
+                    RuntimeWarning,
+                    stacklevel=3,
+                )
+
+    # ---- loading -------------------------------------------------------------------------
+
+    def load(self, model_path: Path) -> None:
+        """Load a Hugging Face checkpoint dir (or its ``model.safetensors``) or a state dict.
+
+        State dict files end in ``.pytorch``, ``.pt`` or ``.pth`` (MLPerf's ``model.pytorch``).
+        """
+        path = Path(model_path)
+        self._apply_settings()
+        device = self._resolve_device()
+        if path.is_dir() or path.name == "model.safetensors":
+            hf_dir = path if path.is_dir() else path.parent
+            if not (hf_dir / "config.json").is_file():
+                raise BackendError(
+                    f"{path}: expected a Hugging Face checkpoint directory with config.json "
+                    "and model.safetensors. Fetch or build it with `make model MODEL=...`."
+                )
+            model, fmt = self._load_hf(hf_dir), "hf"
+        elif path.suffix.lower() in STATE_DICT_SUFFIXES:
+            if not path.is_file():
+                raise BackendError(
+                    f"PyTorch state dict {path} does not exist. Fetch it with "
+                    "`make model MODEL=bert-large-fp32-pytorch BACKEND=pytorch`, or pass the "
+                    "path of an existing file."
+                )
+            model, fmt = model_from_state_dict(path, self._attention), "state-dict"
+        else:
+            what = "does not exist" if not path.exists() else "is not a model this backend reads"
+            raise BackendError(
+                f"{path} {what}. Pass a Hugging Face checkpoint directory (config.json + "
+                f"model.safetensors) or a state dict file ({', '.join(STATE_DICT_SUFFIXES)})."
+            )
+        self._model = model.to(device).eval()
+        self._device, self._model_path, self._model_format = device, path, fmt
+        self._config = {k: getattr(model.config, v) for k, v in CONFIG_SUMMARY.items()}
+        # what transformers actually built (it may fall back from the one asked for)
+        self._attention = model.config._attn_implementation
+
+    def _load_hf(self, hf_dir: Path) -> BertForQuestionAnswering:
+        model_type = json.loads((hf_dir / "config.json").read_text()).get("model_type")
+        if model_type != "bert":
+            raise BackendError(
+                f"{hf_dir}/config.json has model_type {model_type!r}; this backend runs BERT "
+                "question-answering checkpoints (model_type 'bert')"
+            )
+        try:
+            model, info = BertForQuestionAnswering.from_pretrained(
+                hf_dir, local_files_only=True, dtype=torch.float32,
+                attn_implementation=self._attention, output_loading_info=True,
+            )
+        except (OSError, ValueError, RuntimeError) as exc:
+            raise BackendError(
+                f"cannot load a BertForQuestionAnswering from {hf_dir}: {exc}"
+            ) from exc
+        unexpected = {k for k in info["unexpected_keys"] if not HARMLESS_EXTRA_KEYS.match(k)}
+        check_keys(hf_dir, set(info["missing_keys"]), unexpected,
+                   {str(k) for k in info["mismatched_keys"]})
+        return model
+
+    # ---- inference -----------------------------------------------------------------------
+
+    def predict(self, batch: FeatureBatch) -> tuple[np.ndarray, np.ndarray]:
+        """Return ``(start_logits, end_logits)``, float32 ``[B, S]`` (C-contiguous)."""
+        if self._model is None:
+            raise BackendError("pytorch backend: call load() before predict()")
+        arrays = (batch.input_ids, batch.input_mask, batch.segment_ids)
+        shape = np.shape(batch.input_ids)
+        if len(shape) != 2 or any(np.shape(a) != shape for a in arrays):
+            raise BackendError(
+                "input_ids, input_mask and segment_ids must all be [B, S]; got shapes "
+                + ", ".join(str(np.shape(a)) for a in arrays)
+            )
+        # from_numpy shares memory: free when the harness already holds int64
+        ids, mask, segments = (
+            torch.from_numpy(np.ascontiguousarray(a, dtype=np.int64)).to(self._device)
+            for a in arrays
+        )
+        try:
+            with torch.inference_mode():
+                out = self._model(input_ids=ids, attention_mask=mask, token_type_ids=segments)
+        except (RuntimeError, IndexError) as exc:  # out-of-range ids, too-long sequence...
+            raise BackendError(
+                f"PyTorch failed on a batch of shape {shape} with {self._model_path}: {exc}"
+            ) from exc
+        return tuple(  # type: ignore[return-value]
+            np.ascontiguousarray(t.float().cpu().numpy(), dtype=np.float32)
+            for t in (out.start_logits, out.end_logits)
+        )
+
+    # ---- lifecycle -----------------------------------------------------------------------
+
+    def close(self) -> None:
+        """Drop the model (its memory goes with the last reference)."""
+        self._model = None
+
+    def describe(self) -> dict[str, Any]:
+        """Base description plus model path, config, device, threads and attention kernel."""
+        info = super().describe()
+        info.update(
+            model_path=str(self._model_path) if self._model_path else None,
+            model_format=self._model_format,
+            config=self._config,
+            device=str(self._device),
+            intra_op_threads=torch.get_num_threads(),  # in use; settings hold what was asked
+            inter_op_threads=torch.get_num_interop_threads(),
+            attn_implementation=self._attention,
+            torch_version=torch.__version__,
+            transformers_version=transformers.__version__,
+            dtype="float32",
+        )
+        return info

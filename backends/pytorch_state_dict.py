@@ -1,0 +1,154 @@
+"""Read a BERT QA state dict safely and build the model it describes (MLPerf ``model.pytorch``).
+
+MLPerf's file is ``BertForQuestionAnswering.state_dict()`` as written by transformers 2.x,
+with no config beside it, so the config is read off the tensor shapes: the real 24x1024
+BERT-Large and few-layer stand-ins with the real hidden sizes load through the same path.
+Files are read with ``torch.load(weights_only=True)``: a model file must never be able to
+run code. Old key spellings are mapped to transformers 5's; any other missing or left-over
+weight is an error, never a silent random init.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import pickle
+import re
+from collections.abc import Mapping
+from pathlib import Path
+
+import torch
+from transformers import BertConfig, BertForQuestionAnswering
+
+from backends.base import BackendError
+
+STATE_DICT_SUFFIXES = (".pytorch", ".pt", ".pth")
+HEAD_SIZE = 64  # BERT's per-head width; MLPerf's file carries no head count
+# Keys old files have that transformers 5's QA model does not need: transformers 2.x wrote
+# the pooler (QA models no longer build one), 3.x-4.30 saved the position_ids buffer, some
+# 4.x files the token_type_ids buffer (both are rebuilt at construction). The ``bert.``
+# prefix is optional because from_pretrained reports keys without it.
+HARMLESS_EXTRA_KEYS = re.compile(
+    r"^(bert\.)?(pooler\.dense\.(weight|bias)|embeddings\.(position_ids|token_type_ids))$"
+)
+LAYER_KEY = re.compile(r"^bert\.encoder\.layer\.(\d+)\.")
+SHOWN_KEYS = 5  # how many offending keys an error message lists
+
+
+def some_keys(keys: set[str] | list[str]) -> str:
+    """The first few keys, sorted, and how many more there are."""
+    ordered = sorted(keys)
+    more = f" (+{len(ordered) - SHOWN_KEYS} more)" if len(ordered) > SHOWN_KEYS else ""
+    return ", ".join(ordered[:SHOWN_KEYS]) + more
+
+
+def modern_key(key: str) -> str:
+    """pytorch-pretrained-bert and TF conversions named LayerNorm parameters gamma/beta."""
+    return re.sub(r"LayerNorm\.(gamma|beta)$",
+                  lambda m: "LayerNorm." + {"gamma": "weight", "beta": "bias"}[m.group(1)], key)
+
+
+def check_keys(path: Path, missing: set[str], unexpected: set[str], mismatched: set[str]) -> None:
+    """Raise naming a few keys of each kind when the weights do not fit the model."""
+    problems = [
+        f"{label} {len(keys)} keys: {some_keys(keys)}"
+        for label, keys in (("missing", missing), ("unexpected", unexpected),
+                            ("shape mismatch in", mismatched)) if keys
+    ]
+    if problems:
+        raise BackendError(
+            f"{path} does not fit BertForQuestionAnswering: {'; '.join(problems)}. "
+            "Expected the keys of transformers' BertForQuestionAnswering.state_dict()."
+        )
+
+
+def read_state_dict(path: Path) -> dict[str, torch.Tensor]:
+    """Load ``path`` without running code; return its tensors under today's key names."""
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as exc:
+        # torch's message advises allowlisting; keep only the name of the refused global
+        found = re.search(r"GLOBAL ([\w.]+)", str(exc))
+        what = f"it calls {found.group(1)}" if found else str(exc).splitlines()[0]
+        raise BackendError(
+            f"{path} holds objects other than tensors, and loading it would run code "
+            f"({what}); refused. A model file must be a plain state dict: save "
+            "model.state_dict(), not the model or a training checkpoint."
+        ) from exc
+    except Exception as exc:  # truncated zip, not a torch file at all...
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise BackendError(
+            f"cannot read {path} as a PyTorch state dict: {first}. The file may be corrupt "
+            "or truncated; fetch it again."
+        ) from exc
+    if not isinstance(state, Mapping) or not all(
+        isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in state.items()
+    ):
+        bad = ([f"{k!r}: {type(v).__name__}" for k, v in state.items()
+                if not isinstance(v, torch.Tensor)] if isinstance(state, Mapping) else [])
+        raise BackendError(
+            f"{path} is not a plain state dict (a mapping of names to tensors); it holds "
+            f"{type(state).__name__}" + (f" with {some_keys(bad)}" if bad else "")
+            + ". Save model.state_dict()."
+        )
+    return {modern_key(k): v for k, v in state.items()}
+
+
+def config_from_state_dict(
+    state: Mapping[str, torch.Tensor], path: Path, attn_implementation: str
+) -> BertConfig:
+    """A BERT config read off tensor shapes (sizes in units, layers counted from key names)."""
+
+    def shape(key: str) -> tuple[int, ...]:
+        if key not in state:
+            raise BackendError(
+                f"{path} has no {key!r}, so it is not a BertForQuestionAnswering state dict "
+                f"(its keys include: {some_keys(list(state))})"
+            )
+        return tuple(state[key].shape)
+
+    vocab, hidden = shape("bert.embeddings.word_embeddings.weight")
+    layer_ids = {int(m.group(1)) for key in state if (m := LAYER_KEY.match(key))}
+    if not layer_ids:
+        raise BackendError(f"{path} has no bert.encoder.layer.N.* keys: no encoder layers")
+    if hidden % HEAD_SIZE:
+        raise BackendError(
+            f"{path}: hidden size {hidden} is not a multiple of BERT's head size {HEAD_SIZE}, "
+            "so the number of attention heads cannot be inferred"
+        )
+    return BertConfig(
+        vocab_size=vocab,
+        hidden_size=hidden,
+        # max+1, not len: a gap in the layer numbers then shows up as missing keys
+        num_hidden_layers=max(layer_ids) + 1,
+        num_attention_heads=hidden // HEAD_SIZE,
+        intermediate_size=shape("bert.encoder.layer.0.intermediate.dense.weight")[0],
+        max_position_embeddings=shape("bert.embeddings.position_embeddings.weight")[0],
+        type_vocab_size=shape("bert.embeddings.token_type_embeddings.weight")[0],
+        hidden_act="gelu",  # exact (erf) GELU, as in MLPerf's bert_config.json
+        attn_implementation=attn_implementation,
+    )
+
+
+def _no_init_weights() -> contextlib.AbstractContextManager:
+    """Skip random init (~10 s for BERT-Large on 2 cores): every weight is loaded after."""
+    try:
+        from transformers.initialization import no_init_weights
+    except ImportError:  # a transformers without it: still correct, only slower
+        return contextlib.nullcontext()
+    return no_init_weights()
+
+
+def model_from_state_dict(path: Path, attn_implementation: str) -> BertForQuestionAnswering:
+    """Read ``path`` (see :func:`read_state_dict`) into a fp32 ``BertForQuestionAnswering``."""
+    state = read_state_dict(path)
+    config = config_from_state_dict(state, path, attn_implementation)
+    with _no_init_weights():
+        model = BertForQuestionAnswering(config)
+    want = {k: tuple(v.shape) for k, v in model.state_dict().items()}
+    unexpected = {k for k in set(state) - set(want) if not HARMLESS_EXTRA_KEYS.match(k)}
+    state = {k: v.float() for k, v in state.items() if k in want}
+    mismatched = {f"{k} {list(v.shape)} vs {list(want[k])}"
+                  for k, v in state.items() if tuple(v.shape) != want[k]}
+    check_keys(path, set(want) - set(state), unexpected, mismatched)
+    model.load_state_dict(state, strict=True)
+    return model
