@@ -1,4 +1,4 @@
-"""Command line: ``python -m harness {run,accuracy,data,model,score,list}``."""
+"""Command line: ``python -m harness {run,accuracy,data,model,score,list,agree}``."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ import time
 from pathlib import Path
 
 from backends import BackendError, BackendSettings, available_backends
+from harness import agreement
 from harness.errors import ConfigError, HarnessError
 from harness.loadgen_settings import SCENARIOS
 from harness.runner import DataConfig, RunConfig, execute, prepare_data
@@ -97,6 +98,7 @@ def build_parser() -> argparse.ArgumentParser:
     score.add_argument("log", type=Path)
     score.add_argument("--precision", choices=("fp32", "int8"), default="fp32")
     _data_arguments(score)
+    agreement.add_subcommand(sub, _data_arguments)
     sub.add_parser("list", help="list backends and catalog models")
     return parser
 
@@ -173,6 +175,7 @@ def main(argv: list[str] | None = None) -> int:
         "model": _cmd_model,
         "score": _cmd_score,
         "list": _cmd_list,
+        "agree": lambda a: agreement.command(a, _data_config(a)),
     }
     try:
         return commands[args.command](args)

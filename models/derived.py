@@ -1,0 +1,76 @@
+"""Int8 models derived from catalog models by name: ``<model>-int8-dynamic``, ``-int8-static``.
+
+``resolve_model("minilm-l6-squad-demo-int8-static", "onnxruntime")`` resolves the fp32 ONNX
+model (exporting it if needed), quantizes it once into
+``models/store/minilm-l6-squad-demo-int8-static/model.onnx`` with the recipe below, and
+reuses that file while its recipe still names the same source md5 and settings.
+
+The recipes are the ones measured best on the demo model (see the README): per-channel
+weights, full 8-bit range and, for static, ranges from the full min/max (percentile 100)
+of 128 features outside the demo model's held-out questions (features 3000-3127, from
+articles 8-47, which it was trained on, as MLPerf calibrates on training data). Use
+``python -m models.quantize`` for other recipes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+from harness.errors import ConfigError
+from harness.fetch import file_md5
+from models.quantize import QuantizeSettings, ensure_quantized
+
+# For ``--exclude``: the FFN output projections, whose inputs carry the demo model's outlier
+# activations, in Hugging Face exports ("/inner/bert/encoder/layer.0/output/dense/MatMul")
+# and TF-style graphs ("bert/encoder/layer_0/output/dense/MatMul"), not attention's output
+# projection. Keeping them fp32 gave held-out F1 66.02 (dynamic) and 66.15 (static) against
+# 65.88 and 65.54 all-int8; both already meet the 1-point target, so recipes stay all-int8.
+FFN_OUTPUT_PROJECTION = r"(?<!attention)/output/dense/MatMul"
+DEMO_CALIBRATION = "range:3000:3128"
+
+INT8_RECIPES: dict[str, QuantizeSettings] = {
+    "dynamic": QuantizeSettings("dynamic", per_channel=True),
+    "static": QuantizeSettings(
+        "static", calibration=DEMO_CALIBRATION, percentile=100.0, per_channel=True
+    ),
+}
+# Backends that can load an int8 ONNX file (null ignores the file).
+INT8_BACKENDS = ("onnxruntime", "null")
+
+
+def split_int8_name(name: str) -> tuple[str, str] | None:
+    """``("minilm-l6-squad-demo", "static")`` for ``"minilm-l6-squad-demo-int8-static"``."""
+    for method in INT8_RECIPES:
+        suffix = f"-int8-{method}"
+        if name.endswith(suffix) and len(name) > len(suffix):
+            return name[: -len(suffix)], method
+    return None
+
+
+def resolve_int8_model(
+    name: str,
+    backend: str,
+    store: Path,
+    mirrors: Sequence[Path] = (),
+    download: bool = True,
+):
+    """Resolve (building once) the derived int8 model ``name``; a ResolvedModel."""
+    from harness.runner import DataConfig
+    from models.catalog import ResolvedModel, resolve_model
+
+    parts = split_int8_name(name)
+    if parts is None:
+        raise ConfigError(f"{name!r} is not <model>-int8-dynamic or <model>-int8-static")
+    base_name, method = parts
+    if backend not in INT8_BACKENDS:
+        raise ConfigError(
+            f"model {name!r} is an int8 ONNX model, which backend {backend!r} cannot run; "
+            f"use BACKEND=onnxruntime"
+        )
+    base = resolve_model(base_name, "onnxruntime", store, mirrors, download)
+    if base.precision != "fp32":
+        raise ConfigError(f"{name!r}: {base_name!r} is already {base.precision}, not fp32")
+    out = Path(store) / name / "model.onnx"
+    ensure_quantized(base.path, out, INT8_RECIPES[method], DataConfig(download=download))
+    return ResolvedModel(name, out, "onnx", "int8", file_md5(out), base.source, base.mlperf)
