@@ -49,6 +49,17 @@ class FeatureBatch:
     def __len__(self) -> int:
         return int(self.input_ids.shape[0])
 
+    def arrays(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """``(input_ids, input_mask, segment_ids)``, checked to share one ``[B, S]`` shape."""
+        arrays = (self.input_ids, self.input_mask, self.segment_ids)
+        shape = np.shape(self.input_ids)
+        if len(shape) != 2 or any(np.shape(a) != shape for a in arrays):
+            raise BackendError(
+                "input_ids, input_mask and segment_ids must all be [B, S]; got shapes "
+                + ", ".join(str(np.shape(a)) for a in arrays)
+            )
+        return arrays
+
 
 class Backend(ABC):
     """Base class: subclasses set ``name`` and implement load/predict (and close if needed)."""

@@ -168,13 +168,8 @@ class OnnxRuntimeBackend(Backend):
         """Return ``(start_logits, end_logits)``, float32 ``[B, S]`` (C-contiguous)."""
         if self._session is None:
             raise BackendError("onnxruntime backend: call load() before predict()")
-        arrays = (batch.input_ids, batch.input_mask, batch.segment_ids)
-        shape = np.shape(batch.input_ids)
-        if len(shape) != 2 or any(np.shape(a) != shape for a in arrays):
-            raise BackendError(
-                "input_ids, input_mask and segment_ids must all be [B, S]; got shapes "
-                + ", ".join(str(np.shape(a)) for a in arrays)
-            )
+        arrays = batch.arrays()
+        shape = np.shape(arrays[0])
         # astype(copy=False) is free when the harness already holds the graph's dtype.
         feeds = {
             name: np.ascontiguousarray(np.asarray(a).astype(dtype, copy=False))

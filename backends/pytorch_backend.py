@@ -175,13 +175,8 @@ class PyTorchBackend(Backend):
         """Return ``(start_logits, end_logits)``, float32 ``[B, S]`` (C-contiguous)."""
         if self._model is None:
             raise BackendError("pytorch backend: call load() before predict()")
-        arrays = (batch.input_ids, batch.input_mask, batch.segment_ids)
-        shape = np.shape(batch.input_ids)
-        if len(shape) != 2 or any(np.shape(a) != shape for a in arrays):
-            raise BackendError(
-                "input_ids, input_mask and segment_ids must all be [B, S]; got shapes "
-                + ", ".join(str(np.shape(a)) for a in arrays)
-            )
+        arrays = batch.arrays()
+        shape = np.shape(arrays[0])
         # from_numpy shares memory: free when the harness already holds int64
         ids, mask, segments = (
             torch.from_numpy(np.ascontiguousarray(a, dtype=np.int64)).to(self._device)

@@ -263,13 +263,8 @@ class TensorFlowBackend(Backend):
         """Return ``(start_logits, end_logits)``, float32 ``[B, S]`` (C-contiguous)."""
         if self._session is None:
             raise BackendError("tensorflow backend: call load() before predict()")
-        arrays = (batch.input_ids, batch.input_mask, batch.segment_ids)
-        shape = np.shape(batch.input_ids)
-        if len(shape) != 2 or any(np.shape(a) != shape for a in arrays):
-            raise BackendError(
-                "input_ids, input_mask and segment_ids must all be [B, S]; got shapes "
-                + ", ".join(str(np.shape(a)) for a in arrays)
-            )
+        arrays = batch.arrays()
+        shape = np.shape(arrays[0])
         if self._fixed_seq is not None and shape[1] != self._fixed_seq:
             raise BackendError(
                 f"{self._model_path} takes sequences of exactly {self._fixed_seq} tokens; got "
