@@ -163,6 +163,7 @@ def _cmd_list(_: argparse.Namespace) -> int:
     print("models:")
     for spec in CATALOG.values():
         print(f"  {spec.name:26s} {spec.format:10s} {spec.precision:5s} {spec.description}")
+    print("  (any of them)-int8-dynamic, -int8-static: quantized from its fp32 ONNX, built once")
     return 0
 
 
