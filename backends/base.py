@@ -19,6 +19,12 @@ class BackendError(RuntimeError):
     """A backend could not load or run a model; the message says what to do."""
 
 
+def first_line(exc: BaseException) -> str:
+    """Framework errors carry multi-line native context; the first line is the useful part."""
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
 @dataclasses.dataclass(frozen=True)
 class BackendSettings:
     """Settings shared by all backends; each backend records what it actually used.

@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 import onnxruntime as ort
 
-from backends.base import Backend, BackendError, FeatureBatch
+from backends.base import Backend, BackendError, FeatureBatch, first_line
 
 # Graph input names, in FeatureBatch order (input_ids, input_mask, segment_ids).
 INPUT_NAMINGS: dict[str, tuple[str, str, str]] = {
@@ -35,12 +35,6 @@ GRAPH_OPT_LEVELS: dict[str, ort.GraphOptimizationLevel] = {
 }
 DEVICES = ("cpu", "gpu", "auto")
 CPU, CUDA = "CPUExecutionProvider", "CUDAExecutionProvider"
-
-
-def _first_line(exc: BaseException) -> str:
-    """ORT errors carry multi-line C++ context; the first line is the useful part."""
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__
 
 
 def _describe_tensors(args: list[Any]) -> str:
@@ -123,7 +117,7 @@ class OnnxRuntimeBackend(Backend):
             session = ort.InferenceSession(str(path), sess_options=opts, providers=providers)
         except Exception as exc:  # ORT raises several pybind types (InvalidProtobuf, Fail...)
             raise BackendError(
-                f"ONNX Runtime cannot load {path}: {_first_line(exc)}. The file may be corrupt "
+                f"ONNX Runtime cannot load {path}: {first_line(exc)}. The file may be corrupt "
                 "or truncated; fetch or export it again."
             ) from exc
         # ORT silently falls back to CPU when CUDA fails to initialise; 'gpu' must not.
@@ -181,7 +175,7 @@ class OnnxRuntimeBackend(Backend):
             raise BackendError(
                 f"ONNX Runtime failed on a batch of shape {shape} with {self._model_path} "
                 f"(graph inputs: {_describe_tensors(self._session.get_inputs())}): "
-                f"{_first_line(exc)}"
+                f"{first_line(exc)}"
             ) from exc
         return self._as_logits(start, shape), self._as_logits(end, shape)
 

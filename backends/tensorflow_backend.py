@@ -27,7 +27,7 @@ from typing import Any
 
 import numpy as np
 
-from backends.base import Backend, BackendError, FeatureBatch
+from backends.base import Backend, BackendError, FeatureBatch, first_line
 
 if importlib.util.find_spec("tensorflow") is None:  # lets the registry name the [tf] extra
     raise ImportError("No module named 'tensorflow'", name="tensorflow")
@@ -55,11 +55,6 @@ def _tf() -> Any:
     import tensorflow as tf
 
     return tf
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__
 
 
 def _shape(tensor: Any) -> list[int | None]:
@@ -181,7 +176,7 @@ class TensorFlowBackend(Backend):
                 tf.graph_util.import_graph_def(graph_def, name="")
         except Exception as exc:  # DecodeError, InvalidArgumentError, ValueError...
             raise BackendError(
-                f"TensorFlow cannot load {path} as a frozen graph: {_first_line(exc)}. The file "
+                f"TensorFlow cannot load {path} as a frozen graph: {first_line(exc)}. The file "
                 "may be corrupt or truncated, or not a GraphDef; fetch or convert it again."
             ) from exc
         graph = session.graph
@@ -206,7 +201,7 @@ class TensorFlowBackend(Backend):
         except Exception as exc:
             raise BackendError(
                 f"TensorFlow cannot load the SavedModel {path} (tag 'serve'): "
-                f"{_first_line(exc)}. Export it again with a serving signature."
+                f"{first_line(exc)}. Export it again with a serving signature."
             ) from exc
         finally:
             logger.setLevel(level)
@@ -293,7 +288,7 @@ class TensorFlowBackend(Backend):
         except Exception as exc:  # out-of-range ids, shapes the graph rejects...
             raise BackendError(
                 f"TensorFlow failed on a batch of shape {shape} with {self._model_path} "
-                f"(inputs {', '.join(self._feeds)}): {_first_line(exc)}"
+                f"(inputs {', '.join(self._feeds)}): {first_line(exc)}"
             ) from exc
         if len(out) == 1:  # MLPerf's logits [B, S, 2]
             logits = out[0]

@@ -183,10 +183,7 @@ def run_backend(
     ends = np.empty((count, seq), np.float32)
 
     def batch(first: int) -> FeatureBatch:
-        rows = slice(first, min(first + batch_size, count))
-        return FeatureBatch(features.input_ids[rows].astype(np.int64),
-                            features.input_mask[rows].astype(np.int64),
-                            features.segment_ids[rows].astype(np.int64))
+        return features.batch(slice(first, min(first + batch_size, count)))
 
     backend.predict(batch(0))
     firsts = range(0, count, batch_size)

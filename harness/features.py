@@ -32,6 +32,7 @@ from pathlib import Path
 
 import numpy as np
 
+from backends.base import FeatureBatch
 from harness.atomic import atomic_path
 from harness.errors import DataError
 from harness.fetch import file_digest
@@ -81,6 +82,12 @@ class FeatureSet:
     def num_examples(self) -> int:
         """Number of distinct questions covered."""
         return int(self.example_index[-1]) + 1 if len(self) else 0
+
+    def batch(self, rows: int | slice | list[int]) -> FeatureBatch:
+        """The given rows as an int64 :class:`FeatureBatch`, the backends' input."""
+        return FeatureBatch(
+            *(getattr(self, name)[rows].astype(np.int64) for name in ARRAY_NAMES[:3])
+        )
 
     def first_examples(self, max_examples: int | None) -> FeatureSet:
         """Features of the first ``max_examples`` questions (all their windows)."""

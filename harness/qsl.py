@@ -26,7 +26,7 @@ class QuerySampleLibrary:
         self.features = features
         self.count = len(features)
         self.performance_count = min(performance_count or self.count, self.count)
-        self._staged: dict[int, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
+        self._staged: dict[int, FeatureBatch] = {}  # one sample each, arrays [S]
         self.loads = 0  # how many load calls LoadGen made (recorded, and tested)
         self._handle = None
 
@@ -34,13 +34,8 @@ class QuerySampleLibrary:
     def load_query_samples(self, indices: list[int]) -> None:
         """Stage the given samples as contiguous int64 rows (untimed by LoadGen)."""
         self.loads += 1
-        f = self.features
         for index in indices:
-            self._staged[index] = (
-                f.input_ids[index].astype(np.int64),
-                f.input_mask[index].astype(np.int64),
-                f.segment_ids[index].astype(np.int64),
-            )
+            self._staged[index] = self.features.batch(index)
 
     def unload_query_samples(self, indices: list[int]) -> None:
         """Drop the given samples."""
@@ -61,11 +56,11 @@ class QuerySampleLibrary:
             raise SampleNotLoadedError(
                 f"sample {exc.args[0]} was issued but never loaded by LoadGen"
             ) from None
-        end = seq_len or rows[0][0].shape[0]
+        end = seq_len or rows[0].input_ids.shape[0]
         return FeatureBatch(
-            input_ids=np.stack([r[0][:end] for r in rows]),
-            input_mask=np.stack([r[1][:end] for r in rows]),
-            segment_ids=np.stack([r[2][:end] for r in rows]),
+            input_ids=np.stack([r.input_ids[:end] for r in rows]),
+            input_mask=np.stack([r.input_mask[:end] for r in rows]),
+            segment_ids=np.stack([r.segment_ids[:end] for r in rows]),
         )
 
     # -- LoadGen object ----------------------------------------------------------------

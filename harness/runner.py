@@ -204,8 +204,6 @@ def _score(outdir: Path, data: PreparedData, model):
 def _settings_record(config, system, model, backend, data: PreparedData) -> dict:
     from importlib.metadata import version
 
-    import mlperf_loadgen  # noqa: F401 - its version is recorded
-
     return {
         "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         "command": sys.argv,
