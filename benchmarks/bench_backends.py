@@ -22,8 +22,8 @@ import numpy as np
 from backends import BackendError, BackendSettings, available_backends, get_backend_class
 from harness.agreement import NOT_BY_DEFAULT, run_backend
 from harness.errors import HarnessError
-from harness.features import ARRAY_NAMES, FeatureSet
-from harness.runner import DataConfig, prepare_data
+from harness.squad.data import DataConfig, prepare_data
+from harness.squad.features import ARRAY_NAMES, FeatureSet
 from models.catalog import DEFAULT_MODEL, resolve_model
 
 DEFAULT_MODELS = (DEFAULT_MODEL, f"{DEFAULT_MODEL}-int8-dynamic", f"{DEFAULT_MODEL}-int8-static")

@@ -38,11 +38,12 @@ from backends import (
 )
 from backends import available_backends as registered_backends
 from harness.errors import ConfigError, HarnessError
-from harness.features import FeatureSet, read_vocab
-from harness.postprocess import predict_answers
-from harness.results import DEFAULT_RESULTS, slug, write_json_atomic
-from harness.runner import DataConfig, prepare_data
-from harness.squad_metrics import SquadScores, evaluate
+from harness.files import slug, write_json_atomic
+from harness.loadgen.results import DEFAULT_RESULTS
+from harness.squad.data import DataConfig, prepare_data
+from harness.squad.features import FeatureSet, read_vocab
+from harness.squad.metrics import SquadScores, evaluate
+from harness.squad.postprocess import predict_answers
 from models.catalog import DEFAULT_MODEL, DEFAULT_STORE, ResolvedModel, resolve_model
 
 # The null backend is a stand-in with made-up logits: compared only when asked for by name.

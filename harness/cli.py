@@ -10,8 +10,9 @@ from pathlib import Path
 from backends import BackendError, BackendSettings, available_backends
 from harness import agreement
 from harness.errors import ConfigError, HarnessError
-from harness.loadgen_settings import SCENARIOS
-from harness.runner import DataConfig, RunConfig, execute, prepare_data
+from harness.loadgen.settings import SCENARIOS
+from harness.runner import RunConfig, execute
+from harness.squad.data import DataConfig, prepare_data
 from models.catalog import CATALOG, DEFAULT_MODEL, DEFAULT_STORE, resolve_model
 
 
@@ -147,8 +148,8 @@ def _cmd_model(args: argparse.Namespace) -> int:
 
 
 def _cmd_score(args: argparse.Namespace) -> int:
-    from harness.accuracy import score_accuracy_log
-    from harness.features import read_vocab
+    from harness.squad.accuracy import score_accuracy_log
+    from harness.squad.features import read_vocab
 
     data = prepare_data(_data_config(args))
     report, _ = score_accuracy_log(

@@ -18,34 +18,22 @@ from typing import Any
 
 from backends import BackendSettings, get_backend_class
 from harness.errors import ConfigError, HarnessError
-from harness.features import FeatureSet, load_or_build_features, read_vocab
-from harness.fetch import BERT_VOCAB, SQUAD_DEV, ensure_file, file_md5
-from harness.loadgen_settings import MODES, check_scenario, make_test_settings, resolved_user_conf
-from harness.qsl import QuerySampleLibrary
-from harness.results import (
+from harness.files import file_md5, write_json_atomic
+from harness.loadgen.qsl import QuerySampleLibrary
+from harness.loadgen.results import (
     DEFAULT_RESULTS,
     LoadGenResult,
     StagedRun,
     parse_detail_log,
     run_dir,
-    write_json_atomic,
     write_text_atomic,
 )
-from harness.squad_data import SquadExample, read_squad_examples
-from harness.sut import LoadGenSUT, SUTSettings
+from harness.loadgen.settings import MODES, check_scenario, make_test_settings, resolved_user_conf
+from harness.loadgen.sut import LoadGenSUT, SUTSettings
+from harness.squad.data import BERT_VOCAB, SQUAD_DEV, DataConfig, PreparedData, prepare_data
+from harness.squad.features import read_vocab
 from harness.system import default_system_name, describe_host
 from models.catalog import DEFAULT_MODEL, DEFAULT_STORE, resolve_model, vocab_for_model
-
-
-@dataclasses.dataclass(frozen=True)
-class DataConfig:
-    """Where SQuAD files and the feature cache live; mirrors are tried before the URLs."""
-
-    data_dir: Path = Path("datasets/squad")
-    cache_dir: Path = Path("datasets/cache")
-    mirrors: tuple[Path, ...] = (Path("../shared/squad"),)
-    download: bool = True
-    max_examples: int | None = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -75,30 +63,6 @@ class RunConfig:
             raise ConfigError("--max-examples must be at least 1")
         if self.user_conf is not None and not Path(self.user_conf).is_file():
             raise ConfigError(f"{self.user_conf}: user.conf not found (pass --user-conf PATH)")
-
-
-@dataclasses.dataclass(frozen=True)
-class PreparedData:
-    """Verified files, examples and the (possibly limited) features of a run."""
-
-    squad_path: Path
-    vocab_path: Path
-    examples: list[SquadExample]
-    features: FeatureSet
-    cache_path: Path
-
-
-def prepare_data(config: DataConfig, progress: bool = True) -> PreparedData:
-    """Fetch/verify dev-v1.1.json and vocab.txt, then load or build the features."""
-    squad_path = ensure_file(SQUAD_DEV, config.data_dir, config.mirrors, config.download, progress)
-    vocab_path = ensure_file(BERT_VOCAB, config.data_dir, config.mirrors, config.download, progress)
-    examples = read_squad_examples(squad_path)
-    features, cache_path = load_or_build_features(
-        examples, squad_path, vocab_path, config.cache_dir, progress=progress
-    )
-    return PreparedData(
-        squad_path, vocab_path, examples, features.first_examples(config.max_examples), cache_path
-    )
 
 
 @dataclasses.dataclass(frozen=True)
@@ -189,7 +153,7 @@ def _start_test(backend, features, config: RunConfig, test_settings, outdir: Pat
 
 
 def _score(outdir: Path, data: PreparedData, model):
-    from harness.accuracy import score_accuracy_log
+    from harness.squad.accuracy import score_accuracy_log
 
     report, predictions = score_accuracy_log(
         outdir / "mlperf_log_accuracy.json", data.features, data.examples,

@@ -175,7 +175,7 @@ def chunk_size(count: int, chunk: int) -> int:
 
 def calibration_features(spec: CalibrationSpec, data=None):
     """All dev features (from ``data``, a harness DataConfig) and the spec's indexes."""
-    from harness.runner import DataConfig, prepare_data
+    from harness.squad.data import DataConfig, prepare_data
 
     prepared = prepare_data(dataclasses.replace(data or DataConfig(), max_examples=None),
                             progress=False)

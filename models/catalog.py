@@ -14,8 +14,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from harness.errors import ConfigError
-from harness.features import file_sha256
-from harness.fetch import RemoteFile, ensure_file, file_md5
+from harness.files import RemoteFile, ensure_file, file_md5, file_sha256
 
 DEFAULT_MODEL = "minilm-l6-squad-demo"
 DEFAULT_STORE = Path("models/store")

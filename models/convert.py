@@ -39,7 +39,7 @@ from typing import Any
 
 import numpy as np
 
-from harness.atomic import atomic_path
+from harness.files import atomic_path
 from models import tf_bert
 from models.bert_weights import (
     GELU_FOR_HF_ACT,

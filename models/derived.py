@@ -18,7 +18,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from harness.errors import ConfigError
-from harness.fetch import file_md5
+from harness.files import file_md5
 from models.quantize import QuantizeSettings, ensure_quantized
 
 # For ``--exclude``: the FFN output projections, whose inputs carry the demo model's outlier
@@ -56,7 +56,7 @@ def resolve_int8_model(
     download: bool = True,
 ):
     """Resolve (building once) the derived int8 model ``name``; a ResolvedModel."""
-    from harness.runner import DataConfig
+    from harness.squad.data import DataConfig
     from models.catalog import ResolvedModel, resolve_model
 
     parts = split_int8_name(name)

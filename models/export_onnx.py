@@ -27,8 +27,8 @@ import sys
 import warnings
 from pathlib import Path
 
-from harness.atomic import atomic_path
 from harness.errors import HarnessError
+from harness.files import atomic_path
 
 # Highest ONNX IR version that onnxruntime 1.31 loads.
 MAX_ORT_IR_VERSION = 13

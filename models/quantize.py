@@ -45,9 +45,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from harness.atomic import atomic_path, write_text_atomic
 from harness.errors import ConfigError, HarnessError
-from harness.fetch import file_md5
+from harness.files import atomic_path, file_md5, write_text_atomic
 from models.calibration import (
     CalibrationSpec,
     calibration_features,
@@ -331,7 +330,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     """Command-line entry point; returns the process exit status."""
     args = build_parser().parse_args(argv)
-    from harness.runner import DataConfig
+    from harness.squad.data import DataConfig
 
     settings = QuantizeSettings(
         method=args.method, calibration=args.calibration, percentile=args.percentile,

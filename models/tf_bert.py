@@ -30,7 +30,7 @@ from typing import Any
 
 import numpy as np
 
-from harness.atomic import atomic_path
+from harness.files import atomic_path
 from models.bert_weights import GELUS, ModelConversionError, bert_shape, is_model_variable
 
 INPUT_NAMES = ("input_ids", "input_mask", "segment_ids")

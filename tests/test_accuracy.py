@@ -6,13 +6,9 @@ import json
 
 import pytest
 
-from harness.accuracy import (
-    AccuracyReport,
-    accuracy_targets,
-    reference_truncated_scores,
-)
-from harness.squad_data import SquadExample
-from harness.squad_metrics import SquadScores, evaluate
+from harness.squad.accuracy import AccuracyReport, accuracy_targets, reference_truncated_scores
+from harness.squad.examples import SquadExample
+from harness.squad.metrics import SquadScores, evaluate
 
 
 def test_targets_are_99_and_99_9_percent_of_90_874() -> None:

@@ -11,7 +11,7 @@ import pytest
 from backends import REGISTRY
 from harness import agreement
 from harness.cli import main
-from harness.squad_metrics import SquadScores
+from harness.squad.metrics import SquadScores
 from models.export_onnx import export_hf_qa_to_onnx
 from models.quantize import QuantizeSettings, quantize_model
 from tests.test_quantize import random_features

@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from harness.runner import DataConfig, RunConfig
+from harness.runner import RunConfig
+from harness.squad.data import DataConfig
 from models.catalog import resolve_model
 from tests.test_run import isolated
 

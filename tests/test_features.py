@@ -8,7 +8,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from harness.features import (
+from harness.squad.examples import SquadExample, read_squad_examples, split_context
+from harness.squad.features import (
     FeatureSet,
     FeatureSettings,
     build_features,
@@ -16,7 +17,6 @@ from harness.features import (
     doc_spans,
     load_or_build_features,
 )
-from harness.squad_data import SquadExample, read_squad_examples, split_context
 
 # sha256 over int32 input_ids, input_mask and segment_ids (in that order, C order) of the
 # 10833 features that the MLCommons reference create_squad_data.py (convert_examples_to_features,

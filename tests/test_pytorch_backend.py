@@ -12,8 +12,9 @@ import numpy as np
 import pytest
 
 from backends import BackendError, BackendSettings, FeatureBatch, get_backend_class
-from harness.postprocess import read_accuracy_log
-from harness.runner import DataConfig, PreparedData, RunConfig, prepare_data
+from harness.runner import RunConfig
+from harness.squad.data import DataConfig, PreparedData, prepare_data
+from harness.squad.postprocess import read_accuracy_log
 from models.export_onnx import export_hf_qa_to_onnx
 from tests.test_run import FAST_CONF, isolated
 from tests.tiny_models import make_mlperf_pytorch_state_dict, make_tiny_hf_qa_model

@@ -9,10 +9,10 @@ import pytest
 
 from backends import BackendSettings
 from backends.null import NullBackend
-from harness.features import FeatureSet, build_features
-from harness.qsl import QuerySampleLibrary, SampleNotLoadedError
-from harness.squad_data import read_squad_examples
-from harness.sut import LoadGenSUT, SUTSettings
+from harness.loadgen.qsl import QuerySampleLibrary, SampleNotLoadedError
+from harness.loadgen.sut import LoadGenSUT, SUTSettings
+from harness.squad.examples import read_squad_examples
+from harness.squad.features import FeatureSet, build_features
 
 
 @pytest.fixture(scope="module")

@@ -12,8 +12,8 @@ import pytest
 
 from backends import BackendSettings, FeatureBatch, get_backend_class
 from harness.errors import ConfigError
-from harness.features import FeatureSet
-from harness.fetch import file_md5
+from harness.files import file_md5
+from harness.squad.features import FeatureSet
 from models import catalog, derived, quantize
 from models.calibration import parse_calibration_spec
 from models.export_onnx import export_hf_qa_to_onnx

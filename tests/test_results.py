@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from harness.results import StagedRun, parse_detail_log, run_dir
+from harness.loadgen.results import StagedRun, parse_detail_log, run_dir
 
 
 def _detail(path: Path, entries: dict) -> Path:

@@ -13,10 +13,11 @@ import pytest
 
 from backends import BackendSettings
 from harness.errors import HarnessError
-from harness.features import read_vocab
-from harness.postprocess import predict_answers, read_accuracy_log
-from harness.runner import DataConfig, RunConfig, execute, prepare_data
-from harness.squad_metrics import evaluate
+from harness.runner import RunConfig, execute
+from harness.squad.data import DataConfig, prepare_data
+from harness.squad.features import read_vocab
+from harness.squad.metrics import evaluate
+from harness.squad.postprocess import predict_answers, read_accuracy_log
 
 FAST_CONF = "\n".join(
     f"*.{scenario}.{key} = {value}"
@@ -92,7 +93,7 @@ def test_accuracy_run_logs_every_feature_once_and_scores_them(workspace: dict) -
     assert sorted(logits) == list(range(len(data.features)))
     # the logged bytes are exactly what the backend returned for that sample
     from backends.null import NullBackend
-    from harness.qsl import QuerySampleLibrary
+    from harness.loadgen.qsl import QuerySampleLibrary
 
     qsl = QuerySampleLibrary(data.features)
     qsl.load_query_samples(list(range(len(data.features))))

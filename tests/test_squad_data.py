@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from harness.errors import DataError
-from harness.squad_data import read_squad_examples, split_context
+from harness.squad.examples import read_squad_examples, split_context
 from tests.conftest import write_squad
 
 

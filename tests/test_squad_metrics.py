@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from harness.squad_data import SquadExample
-from harness.squad_metrics import (
+from harness.squad.examples import SquadExample
+from harness.squad.metrics import (
     SquadScores,
     evaluate,
     exact_match_score,

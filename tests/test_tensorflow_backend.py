@@ -190,8 +190,9 @@ def test_accuracy_run_end_to_end(tmp_path, squad_dir: Path) -> None:
     """LoadGen accuracy mode through harness.runner.execute, in a fresh process."""
     import json
 
-    from harness.postprocess import read_accuracy_log
-    from harness.runner import DataConfig, RunConfig
+    from harness.runner import RunConfig
+    from harness.squad.data import DataConfig
+    from harness.squad.postprocess import read_accuracy_log
     from tests.test_run import FAST_CONF, isolated
 
     model = make_mlperf_frozen_graph(tmp_path / "model.pb", seed=1)

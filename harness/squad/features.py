@@ -33,10 +33,9 @@ from pathlib import Path
 import numpy as np
 
 from backends.base import FeatureBatch
-from harness.atomic import atomic_path
 from harness.errors import DataError
-from harness.fetch import file_digest
-from harness.squad_data import SquadExample
+from harness.files import atomic_path, file_sha256
+from harness.squad.examples import SquadExample
 
 FORMAT_VERSION = 1
 CLS, SEP = "[CLS]", "[SEP]"
@@ -250,11 +249,6 @@ def build_features(
         for name, values in rows.items()
     }
     return FeatureSet(**arrays, meta={"settings": dataclasses.asdict(settings)})
-
-
-def file_sha256(path: Path) -> str:
-    """Hex sha256 of a file's bytes."""
-    return file_digest(path, "sha256")
 
 
 def cache_key(squad_path: Path, vocab_path: Path, settings: FeatureSettings) -> str:

@@ -7,10 +7,10 @@ import json
 from collections.abc import Sequence
 from pathlib import Path
 
-from harness.features import FeatureSet
-from harness.postprocess import predict_answers, read_accuracy_log
-from harness.squad_data import SquadExample
-from harness.squad_metrics import SquadScores, evaluate
+from harness.squad.examples import SquadExample
+from harness.squad.features import FeatureSet
+from harness.squad.metrics import SquadScores, evaluate
+from harness.squad.postprocess import predict_answers, read_accuracy_log
 
 # MLPerf Inference v1.0 BERT-Large reference F1 on SQuAD v1.1 dev (fp32), and the F1 of
 # MLPerf's int8 ONNX model; a run passes at 99% / 99.9% of the fp32 figure.

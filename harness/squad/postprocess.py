@@ -26,8 +26,8 @@ from pathlib import Path
 import numpy as np
 
 from harness.errors import DataError
-from harness.features import FeatureSet
-from harness.squad_data import SquadExample
+from harness.squad.examples import SquadExample
+from harness.squad.features import FeatureSet
 
 # What the reference puts in the logits beyond the length the backend returned.
 PAD_LOGIT = -10000.0

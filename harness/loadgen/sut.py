@@ -24,7 +24,7 @@ import numpy as np
 
 from backends.base import Backend
 from harness.errors import HarnessError
-from harness.qsl import QuerySampleLibrary
+from harness.loadgen.qsl import QuerySampleLibrary
 
 
 class BackendRunError(HarnessError):

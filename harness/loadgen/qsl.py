@@ -12,7 +12,7 @@ import numpy as np
 
 from backends.base import FeatureBatch
 from harness.errors import HarnessError
-from harness.features import FeatureSet
+from harness.squad.features import FeatureSet
 
 
 class SampleNotLoadedError(HarnessError):

@@ -12,14 +12,13 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
-import re
 import shutil
 import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
-from harness.atomic import write_text_atomic
+from harness.files import slug, write_text_atomic
 
 DEFAULT_RESULTS = Path("results")
 DIR_MODE = 0o755
@@ -29,15 +28,6 @@ def run_dir(results_root: Path, system: str, model: str, scenario: str, mode: st
     """Final directory of a run: ``performance/run_1`` or ``accuracy``."""
     base = Path(results_root) / slug(system) / slug(model) / scenario
     return base / "performance" / "run_1" if mode == "performance" else base / "accuracy"
-
-
-def slug(text: str) -> str:
-    """A path-safe name: lower case, ``[a-z0-9._-]`` only."""
-    return re.sub(r"[^a-z0-9._-]+", "-", text.lower()).strip("-") or "unnamed"
-
-
-def write_json_atomic(path: Path, data: Any) -> None:
-    write_text_atomic(path, json.dumps(data, indent=2, sort_keys=False, default=str) + "\n")
 
 
 class StagedRun:

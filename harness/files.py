@@ -1,23 +1,76 @@
-"""Obtaining published files: from the destination, a local mirror, or the official URL.
+"""Files: atomic writes, digests, path-safe names, and fetching published files.
 
-Every copy is checked against its md5 before use; downloads and copies go to a temporary
-file that replaces the destination only once verified, so nothing half-written is ever
-left where a later run would trust it.
+Atomic writes: readers see the old file or the complete new one, never a part.
+Published files come from the destination, a local mirror, or the official URL; every copy
+is checked against its md5 before use, and downloads and copies go to a temporary file that
+replaces the destination only once verified, so nothing half-written is ever left where a
+later run would trust it.
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import hashlib
+import json
+import os
+import re
 import shutil
+import tempfile
 import urllib.request
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
+from typing import Any
 
-from harness.atomic import atomic_path
 from harness.errors import DataError
 
 DOWNLOAD_TIMEOUT_S = 30
+
+
+def _default_mode() -> int:
+    umask = os.umask(0)
+    os.umask(umask)
+    return 0o666 & ~umask
+
+
+@contextlib.contextmanager
+def atomic_path(dest: Path) -> Iterator[Path]:
+    """Yield a temporary path beside ``dest``; it replaces ``dest`` only if the block succeeds.
+
+    The temporary file lives in the same directory so the final ``os.replace`` is a rename,
+    and gets the mode a plain ``open()`` would give (``mkstemp`` makes owner-only files).
+    """
+    dest = Path(dest)
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    fd, name = tempfile.mkstemp(dir=dest.parent, prefix=f".{dest.name}.", suffix=".tmp")
+    os.close(fd)
+    tmp = Path(name)
+    try:
+        yield tmp
+        tmp.chmod(_default_mode())
+        os.replace(tmp, dest)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def write_text_atomic(path: Path, text: str) -> None:
+    """Write ``text`` (UTF-8) to ``path`` atomically."""
+    with atomic_path(path) as tmp:
+        tmp.write_text(text, encoding="utf-8")
+
+
+def write_json_atomic(path: Path, data: Any) -> None:
+    write_text_atomic(path, json.dumps(data, indent=2, sort_keys=False, default=str) + "\n")
+
+
+def slug(text: str) -> str:
+    """A path-safe name: lower case, ``[a-z0-9._-]`` only."""
+    return re.sub(r"[^a-z0-9._-]+", "-", text.lower()).strip("-") or "unnamed"
+
+
+def file_sha256(path: Path) -> str:
+    """Hex sha256 of a file's bytes."""
+    return file_digest(path, "sha256")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -28,17 +81,6 @@ class RemoteFile:
     url: str
     md5: str | None
 
-
-SQUAD_DEV = RemoteFile(
-    "dev-v1.1.json",
-    "https://rajpurkar.github.io/SQuAD-explorer/dataset/dev-v1.1.json",
-    "3e85deb501d4e538b6bc56f786231552",
-)
-BERT_VOCAB = RemoteFile(
-    "vocab.txt",
-    "https://zenodo.org/record/3733868/files/vocab.txt",
-    "64800d5d8528ce344256daf115d4965e",
-)
 
 
 def file_digest(path: Path, algorithm: str = "md5") -> str:

@@ -1,0 +1,1 @@
+"""The LoadGen glue: test settings, query sample library, SUT adapter, results."""
