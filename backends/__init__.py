@@ -7,27 +7,55 @@ is answered with the closest known names; a backend whose framework is missing n
 
 from __future__ import annotations
 
+import dataclasses
 import difflib
 import importlib
 
+from backends import formats
 from backends.base import Backend, BackendError, BackendSettings, FeatureBatch
 
-# name -> (import path, pyproject extra that installs its framework)
-REGISTRY: dict[str, tuple[str, str]] = {
-    "onnxruntime": ("backends.onnxruntime_backend:OnnxRuntimeBackend", "onnx"),
-    "pytorch": ("backends.pytorch_backend:PyTorchBackend", "torch"),
-    "tensorflow": ("backends.tensorflow_backend:TensorFlowBackend", "tf"),
-    "null": ("backends.null:NullBackend", ""),
+
+@dataclasses.dataclass(frozen=True)
+class BackendEntry:
+    """A registered backend: where its class is, the pyproject extra that installs its
+    framework, and the model formats (:mod:`backends.formats`) it loads as they are."""
+
+    target: str  # "module:Class"
+    extra: str
+    formats: tuple[str, ...]
+
+    def install_hint(self) -> str:
+        return f"pip install -e '.[{self.extra}]'" if self.extra else "pip install -e ."
+
+
+REGISTRY: dict[str, BackendEntry] = {
+    "onnxruntime": BackendEntry(
+        "backends.onnxruntime_backend:OnnxRuntimeBackend", "onnx", (formats.ONNX,)
+    ),
+    "pytorch": BackendEntry(
+        "backends.pytorch_backend:PyTorchBackend", "torch", (formats.PYTORCH, formats.HF)
+    ),
+    "tensorflow": BackendEntry(
+        "backends.tensorflow_backend:TensorFlowBackend", "tf",
+        (formats.TF_FROZEN, formats.TF_SAVEDMODEL),
+    ),
+    # no model: it accepts (and ignores) every format a run can name
+    "null": BackendEntry(
+        "backends.null:NullBackend", "",
+        tuple(f for f in formats.FORMATS if f != formats.TF_CKPT),
+    ),
 }
 
 __all__ = [
     "REGISTRY",
+    "BackendEntry",
     "Backend",
     "BackendError",
     "BackendSettings",
     "FeatureBatch",
     "UnknownBackendError",
     "available_backends",
+    "backend_entry",
     "get_backend_class",
 ]
 
@@ -43,20 +71,24 @@ def available_backends() -> list[str]:
 
 def get_backend_class(name: str) -> type[Backend]:
     """Import and return the backend class registered as ``name``."""
-    if name not in REGISTRY:
-        close = difflib.get_close_matches(name, REGISTRY, n=3, cutoff=0.5)
-        hint = f" Did you mean: {', '.join(close)}?" if close else ""
-        raise UnknownBackendError(
-            f"unknown backend {name!r}.{hint} Known backends: {', '.join(available_backends())}."
-        )
-    target, extra = REGISTRY[name]
-    module_name, class_name = target.split(":")
+    entry = backend_entry(name)
+    module_name, class_name = entry.target.split(":")
     try:
         module = importlib.import_module(module_name)
     except ImportError as exc:
-        fix = f"pip install -e '.[{extra}]'" if extra else "pip install -e ."
         raise BackendError(
             f"backend {name!r} needs a library that is not installed ({exc.name or exc}). "
-            f"Install it with: {fix}"
+            f"Install it with: {entry.install_hint()}"
         ) from exc
     return getattr(module, class_name)
+
+
+def backend_entry(name: str) -> BackendEntry:
+    """The registry entry of ``name``; an unknown name is answered with the closest ones."""
+    if name in REGISTRY:
+        return REGISTRY[name]
+    close = difflib.get_close_matches(name, REGISTRY, n=3, cutoff=0.5)
+    hint = f" Did you mean: {', '.join(close)}?" if close else ""
+    raise UnknownBackendError(
+        f"unknown backend {name!r}.{hint} Known backends: {', '.join(available_backends())}."
+    )

@@ -14,6 +14,8 @@ from typing import Any, ClassVar
 
 import numpy as np
 
+DEVICES = ("cpu", "gpu", "auto")
+
 
 class BackendError(RuntimeError):
     """A backend could not load or run a model; the message says what to do."""
@@ -38,6 +40,19 @@ class BackendSettings:
     inter_op_threads: int = 0
     device: str = "auto"
     options: dict[str, Any] = dataclasses.field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        """Check the shared settings once, for every backend; options are each backend's."""
+        for label, value in (("intra_op_threads", self.intra_op_threads),
+                             ("inter_op_threads", self.inter_op_threads)):
+            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+                raise BackendError(f"{label} must be an integer >= 0 (0 = default), got {value!r}")
+        if self.device not in DEVICES:
+            raise BackendError(
+                f"unknown device {self.device!r}; choose one of: {', '.join(DEVICES)}"
+            )
+        if not isinstance(self.options, dict):
+            raise BackendError(f"backend options must be a mapping, got {self.options!r}")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -71,9 +86,19 @@ class Backend(ABC):
     """Base class: subclasses set ``name`` and implement load/predict (and close if needed)."""
 
     name: ClassVar[str]
+    # Backend-specific options (``BackendSettings.options``) this backend understands:
+    # name -> one line of help. Any other option is refused when the backend is created.
+    known_options: ClassVar[dict[str, str]] = {}
 
     def __init__(self, settings: BackendSettings | None = None) -> None:
         self.settings = settings or BackendSettings()
+        unknown = sorted(set(self.settings.options) - set(self.known_options))
+        if unknown:
+            known = ", ".join(f"{k} ({v})" for k, v in self.known_options.items()) or "none"
+            raise BackendError(
+                f"{self.name} backend: unknown option{'s' if len(unknown) > 1 else ''} "
+                f"{', '.join(unknown)}; known options: {known}"
+            )
 
     @abstractmethod
     def version(self) -> str:

@@ -14,18 +14,9 @@ from typing import Any
 import numpy as np
 import onnxruntime as ort
 
+from backends import tensor_names
 from backends.base import Backend, BackendError, FeatureBatch, first_line
 
-# Graph input names, in FeatureBatch order (input_ids, input_mask, segment_ids).
-INPUT_NAMINGS: dict[str, tuple[str, str, str]] = {
-    "mlperf": ("input_ids", "input_mask", "segment_ids"),
-    "huggingface": ("input_ids", "attention_mask", "token_type_ids"),
-}
-# Graph output names: (start logits, end logits).
-OUTPUT_NAMINGS: dict[str, tuple[str, str]] = {
-    "mlperf": ("output_start_logits", "output_end_logits"),
-    "huggingface": ("start_logits", "end_logits"),
-}
 INPUT_DTYPES: dict[str, type[np.integer]] = {"tensor(int64)": np.int64, "tensor(int32)": np.int32}
 GRAPH_OPT_LEVELS: dict[str, ort.GraphOptimizationLevel] = {
     "disabled": ort.GraphOptimizationLevel.ORT_DISABLE_ALL,
@@ -33,7 +24,6 @@ GRAPH_OPT_LEVELS: dict[str, ort.GraphOptimizationLevel] = {
     "extended": ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED,
     "all": ort.GraphOptimizationLevel.ORT_ENABLE_ALL,
 }
-DEVICES = ("cpu", "gpu", "auto")
 CPU, CUDA = "CPUExecutionProvider", "CUDAExecutionProvider"
 
 
@@ -46,13 +36,16 @@ class OnnxRuntimeBackend(Backend):
     """Runs a BERT SQuAD ONNX model with ONNX Runtime (CPU, or CUDA when asked/available)."""
 
     name = "onnxruntime"
+    known_options = {
+        "graph_optimization_level": f"{'|'.join(GRAPH_OPT_LEVELS)} (default all)",
+    }
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._session: ort.InferenceSession | None = None
         self._model_path: Path | None = None
-        self._input_names: tuple[str, str, str] = INPUT_NAMINGS["mlperf"]
-        self._output_names: tuple[str, str] = OUTPUT_NAMINGS["mlperf"]
+        self._input_names: tuple[str, str, str] = tensor_names.INPUTS["mlperf"]
+        self._output_names: tuple[str, str] = tensor_names.OUTPUTS["mlperf"]
         self._input_dtypes: tuple[type[np.integer], ...] = (np.int64,) * 3
         self._opt_level = "all"
 
@@ -70,25 +63,17 @@ class OnnxRuntimeBackend(Backend):
             return [CPU]
         if device == "auto":
             return [CUDA, CPU] if CUDA in available else [CPU]
-        if device == "gpu":
-            if CUDA not in available:
-                raise BackendError(
-                    f"device 'gpu' needs ONNX Runtime's {CUDA}, but this onnxruntime "
-                    f"({ort.__version__}) offers only: {', '.join(available)}. Install "
-                    "onnxruntime-gpu on a machine with CUDA, or use device 'cpu' or 'auto'."
-                )
-            return [CUDA, CPU]
-        raise BackendError(f"unknown device {device!r}; choose one of: {', '.join(DEVICES)}")
+        if CUDA not in available:  # device "gpu"
+            raise BackendError(
+                f"device 'gpu' needs ONNX Runtime's {CUDA}, but this onnxruntime "
+                f"({ort.__version__}) offers only: {', '.join(available)}. Install "
+                "onnxruntime-gpu on a machine with CUDA, or use device 'cpu' or 'auto'."
+            )
+        return [CUDA, CPU]
 
     def _session_options(self) -> ort.SessionOptions:
         """SessionOptions from the settings (threads: 0 = ORT's default)."""
         s = self.settings
-        for label, value in (
-            ("intra_op_threads", s.intra_op_threads),
-            ("inter_op_threads", s.inter_op_threads),
-        ):
-            if not isinstance(value, int) or value < 0:
-                raise BackendError(f"{label} must be an integer >= 0 (0 = default), got {value!r}")
         level = str(s.options.get("graph_optimization_level", "all")).lower()
         if level not in GRAPH_OPT_LEVELS:
             raise BackendError(
@@ -133,16 +118,15 @@ class OnnxRuntimeBackend(Backend):
         """Match the graph's inputs and outputs to a known naming; raise listing both if not."""
         inputs = {a.name: a for a in session.get_inputs()}
         outputs = {a.name for a in session.get_outputs()}
-        in_names = next((n for n in INPUT_NAMINGS.values() if set(n) == set(inputs)), None)
-        out_names = next((n for n in OUTPUT_NAMINGS.values() if set(n) <= outputs), None)
+        in_names = tensor_names.match_inputs(inputs)
+        out_names = tensor_names.match_outputs(outputs)
         if in_names is None or out_names is None:
-            accepted_in = " or ".join("{" + ", ".join(n) + "}" for n in INPUT_NAMINGS.values())
-            accepted_out = " or ".join("(" + ", ".join(n) + ")" for n in OUTPUT_NAMINGS.values())
             raise BackendError(
                 f"{path} is not a BERT SQuAD model this backend understands. "
                 f"Graph inputs: {_describe_tensors(session.get_inputs())}; "
                 f"graph outputs: {_describe_tensors(session.get_outputs())}. "
-                f"Accepted inputs: {accepted_in}; accepted outputs: {accepted_out}."
+                f"Accepted inputs: {tensor_names.accepted_inputs()}; "
+                f"accepted outputs: {tensor_names.accepted_outputs()}."
             )
         dtypes = []
         for name in in_names:

@@ -19,15 +19,10 @@ import torch
 import transformers
 from transformers import BertForQuestionAnswering
 
+from backends import formats
 from backends.base import Backend, BackendError, FeatureBatch
-from backends.pytorch_state_dict import (
-    HARMLESS_EXTRA_KEYS,
-    STATE_DICT_SUFFIXES,
-    check_keys,
-    model_from_state_dict,
-)
+from backends.pytorch_state_dict import HARMLESS_EXTRA_KEYS, check_keys, model_from_state_dict
 
-DEVICES = ("cpu", "gpu", "auto")
 ATTENTION_IMPLEMENTATIONS = ("eager", "sdpa")
 # Measured on the 2-core host (torch 2.13, demo 6x384 model, sequence 384, three interleaved
 # runs): sdpa took ~0.8x (batch 1) and ~0.7x (batch 4) of eager's time per sample.
@@ -43,6 +38,8 @@ class PyTorchBackend(Backend):
     """Runs a BERT SQuAD model in fp32 with PyTorch (CPU, or CUDA when asked/available)."""
 
     name = "pytorch"
+    known_options = {"attn_implementation": f"{'|'.join(ATTENTION_IMPLEMENTATIONS)} "
+                                            f"(default {DEFAULT_ATTENTION})"}
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -63,24 +60,17 @@ class PyTorchBackend(Backend):
         device = self.settings.device
         if device == "cpu" or (device == "auto" and not torch.cuda.is_available()):
             return torch.device("cpu")
-        if device in ("gpu", "auto"):
-            if not torch.cuda.is_available():
-                raise BackendError(
-                    f"device 'gpu' needs CUDA, but this torch ({torch.__version__}) sees no "
-                    "CUDA device. Install a CUDA build of torch on a machine with a GPU, or "
-                    "use device 'cpu' or 'auto'."
-                )
-            return torch.device("cuda")
-        raise BackendError(f"unknown device {device!r}; choose one of: {', '.join(DEVICES)}")
+        if not torch.cuda.is_available():  # device "gpu"
+            raise BackendError(
+                f"device 'gpu' needs CUDA, but this torch ({torch.__version__}) sees no "
+                "CUDA device. Install a CUDA build of torch on a machine with a GPU, or "
+                "use device 'cpu' or 'auto'."
+            )
+        return torch.device("cuda")
 
     def _apply_settings(self) -> None:
-        """Check options and threads; set torch's thread pools (0 = torch's default)."""
+        """Check the attention option; set torch's thread pools (0 = torch's default)."""
         s = self.settings
-        unknown = set(s.options) - {"attn_implementation"}
-        if unknown:
-            raise BackendError(
-                f"pytorch backend: unknown options {sorted(unknown)}; known: attn_implementation"
-            )
         attention = str(s.options.get("attn_implementation", DEFAULT_ATTENTION)).lower()
         if attention not in ATTENTION_IMPLEMENTATIONS:
             raise BackendError(
@@ -88,12 +78,6 @@ class PyTorchBackend(Backend):
                 f"choose one of: {', '.join(ATTENTION_IMPLEMENTATIONS)}"
             )
         self._attention = attention
-        for label, value in (
-            ("intra_op_threads", s.intra_op_threads),
-            ("inter_op_threads", s.inter_op_threads),
-        ):
-            if not isinstance(value, int) or value < 0:
-                raise BackendError(f"{label} must be an integer >= 0 (0 = default), got {value!r}")
         if s.intra_op_threads > 0:
             torch.set_num_threads(s.intra_op_threads)
         if s.inter_op_threads > 0 and torch.get_num_interop_threads() != s.inter_op_threads:
@@ -115,35 +99,36 @@ class PyTorchBackend(Backend):
     def load(self, model_path: Path) -> None:
         """Load a Hugging Face checkpoint dir (or its ``model.safetensors``) or a state dict.
 
-        State dict files end in ``.pytorch``, ``.pt`` or ``.pth`` (MLPerf's ``model.pytorch``).
+        State dict files: see :data:`backends.formats.STATE_DICT_SUFFIXES` (MLPerf's
+        ``model.pytorch`` among them).
         """
         path = Path(model_path)
         self._apply_settings()
         device = self._resolve_device()
-        if path.is_dir() or path.name == "model.safetensors":
-            hf_dir = path if path.is_dir() else path.parent
-            if not (hf_dir / "config.json").is_file():
-                raise BackendError(
-                    f"{path}: expected a Hugging Face checkpoint directory with config.json "
-                    "and model.safetensors. Fetch or build it with `make model MODEL=...`."
-                )
-            model, fmt = self._load_hf(hf_dir), "hf"
-        elif path.suffix.lower() in STATE_DICT_SUFFIXES:
-            if not path.is_file():
-                raise BackendError(
-                    f"PyTorch state dict {path} does not exist. Fetch it with "
-                    "`make model MODEL=bert-large-fp32-pytorch BACKEND=pytorch`, or pass the "
-                    "path of an existing file."
-                )
-            model, fmt = model_from_state_dict(path, self._attention), "state-dict"
-        else:
-            what = "does not exist" if not path.exists() else "is not a model this backend reads"
+        accepted = (
+            "Pass a Hugging Face checkpoint directory (config.json + model.safetensors) or a "
+            f"state dict file ({', '.join(formats.STATE_DICT_SUFFIXES)})."
+        )
+        if not path.exists() and path.suffix.lower() in formats.STATE_DICT_SUFFIXES:
             raise BackendError(
-                f"{path} {what}. Pass a Hugging Face checkpoint directory (config.json + "
-                f"model.safetensors) or a state dict file ({', '.join(STATE_DICT_SUFFIXES)})."
+                f"PyTorch state dict {path} does not exist. Fetch it with "
+                "`make model MODEL=bert-large-fp32-pytorch BACKEND=pytorch`, or pass the "
+                "path of an existing file."
             )
+        try:
+            fmt = formats.detect_format(path)
+        except formats.ModelFormatError as exc:
+            raise BackendError(f"{exc}. {accepted}") from None
+        if fmt == formats.HF:
+            model = self._load_hf(formats.checkpoint_dir(path))
+        elif fmt == formats.PYTORCH:
+            model = model_from_state_dict(path, self._attention)
+        else:
+            raise BackendError(f"{path} is a {fmt} model, which this backend does not read. "
+                               + accepted)
         self._model = model.to(device).eval()
-        self._device, self._model_path, self._model_format = device, path, fmt
+        self._device, self._model_path = device, path
+        self._model_format = "state-dict" if fmt == formats.PYTORCH else fmt
         self._config = {k: getattr(model.config, v) for k, v in CONFIG_SUMMARY.items()}
         # what transformers actually built (it may fall back from the one asked for)
         self._attention = model.config._attn_implementation

@@ -3,9 +3,11 @@
 MLPerf's file is ``BertForQuestionAnswering.state_dict()`` as written by transformers 2.x,
 with no config beside it, so the config is read off the tensor shapes: the real 24x1024
 BERT-Large and few-layer stand-ins with the real hidden sizes load through the same path.
-Files are read with ``torch.load(weights_only=True)``: a model file must never be able to
-run code. Old key spellings are mapped to transformers 5's; any other missing or left-over
-weight is an error, never a silent random init.
+Files are read with ``torch.load(weights_only=True)`` (or as safetensors): a model file must
+never be able to run code. Old key spellings are mapped to transformers 5's; any other
+missing or left-over weight is an error, never a silent random init. :func:`read_state_dict`
+is the project's one state-dict reader (the converters use it too) and needs only torch;
+transformers is imported when a model is built.
 """
 
 from __future__ import annotations
@@ -15,14 +17,16 @@ import pickle
 import re
 from collections.abc import Mapping
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
-from transformers import BertConfig, BertForQuestionAnswering
 
 from backends.base import BackendError
 
-STATE_DICT_SUFFIXES = (".pytorch", ".pt", ".pth")
-HEAD_SIZE = 64  # BERT's per-head width; MLPerf's file carries no head count
+if TYPE_CHECKING:
+    from transformers import BertConfig, BertForQuestionAnswering
+
+HEAD_SIZE = 64  # BERT-Base/Large per-head width; MLPerf's file carries no head count
 # Keys old files have that transformers 5's QA model does not need: transformers 2.x wrote
 # the pooler (QA models no longer build one), 3.x-4.30 saved the position_ids buffer, some
 # 4.x files the token_type_ids buffer (both are rebuilt at construction). The ``bert.``
@@ -62,9 +66,17 @@ def check_keys(path: Path, missing: set[str], unexpected: set[str], mismatched: 
 
 
 def read_state_dict(path: Path) -> dict[str, torch.Tensor]:
-    """Load ``path`` without running code; return its tensors under today's key names."""
+    """Load ``path`` without running code; return its tensors under today's key names.
+
+    ``.safetensors`` files are read as such; anything else with ``torch.load(weights_only)``.
+    """
     try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
+        if Path(path).suffix.lower() == ".safetensors":
+            from safetensors.torch import load_file
+
+            state = load_file(str(path))
+        else:
+            state = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
         # torch's message advises allowlisting; keep only the name of the refused global
         found = re.search(r"GLOBAL ([\w.]+)", str(exc))
@@ -97,6 +109,7 @@ def config_from_state_dict(
     state: Mapping[str, torch.Tensor], path: Path, attn_implementation: str
 ) -> BertConfig:
     """A BERT config read off tensor shapes (sizes in units, layers counted from key names)."""
+    from transformers import BertConfig
 
     def shape(key: str) -> tuple[int, ...]:
         if key not in state:
@@ -140,6 +153,8 @@ def _no_init_weights() -> contextlib.AbstractContextManager:
 
 def model_from_state_dict(path: Path, attn_implementation: str) -> BertForQuestionAnswering:
     """Read ``path`` (see :func:`read_state_dict`) into a fp32 ``BertForQuestionAnswering``."""
+    from transformers import BertForQuestionAnswering
+
     state = read_state_dict(path)
     config = config_from_state_dict(state, path, attn_implementation)
     with _no_init_weights():

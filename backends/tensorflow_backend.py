@@ -27,25 +27,18 @@ from typing import Any
 
 import numpy as np
 
+from backends import tensor_names
 from backends.base import Backend, BackendError, FeatureBatch, first_line
+from backends.formats import SAVED_MODEL_FILE
 
 if importlib.util.find_spec("tensorflow") is None:  # lets the registry name the [tf] extra
     raise ImportError("No module named 'tensorflow'", name="tensorflow")
 
-# Input names in FeatureBatch order (input_ids, input_mask, segment_ids).
-INPUT_NAMINGS: dict[str, tuple[str, str, str]] = {
-    "mlperf": ("input_ids", "input_mask", "segment_ids"),
-    "huggingface": ("input_ids", "attention_mask", "token_type_ids"),
-}
 # Either one [B, S, 2] tensor or a (start, end) pair of [B, S] tensors.
 OUTPUT_NAMINGS: tuple[tuple[str, ...], ...] = (
-    ("logits",),
-    ("start_logits", "end_logits"),
-    ("output_start_logits", "output_end_logits"),
+    (tensor_names.LOGITS,), *tensor_names.OUTPUTS.values()
 )
 INPUT_DTYPES = {"int32": np.int32, "int64": np.int64}
-DEVICES = ("cpu", "gpu", "auto")
-SAVED_MODEL_FILE = "saved_model.pb"
 WARMUP_SEQ_LEN = 384  # tokens; MLPerf's sequence length
 
 
@@ -92,12 +85,6 @@ class TensorFlowBackend(Backend):
     def _session_config(self, tf: Any) -> Any:
         """Apply thread counts process-wide (first use wins in TF) and build a ConfigProto."""
         s = self.settings
-        for label, value in (("intra_op_threads", s.intra_op_threads),
-                             ("inter_op_threads", s.inter_op_threads)):
-            if not isinstance(value, int) or value < 0:
-                raise BackendError(f"{label} must be an integer >= 0 (0 = default), got {value!r}")
-        if s.device not in DEVICES:
-            raise BackendError(f"unknown device {s.device!r}; choose one of: {', '.join(DEVICES)}")
         threading = tf.config.threading
         for label, value, setter, getter in (
             ("intra", s.intra_op_threads, threading.set_intra_op_parallelism_threads,
@@ -182,7 +169,7 @@ class TensorFlowBackend(Backend):
         graph = session.graph
         placeholders = [op.outputs[0] for op in graph.get_operations() if op.type == "Placeholder"]
         by_name = {t.name.split(":")[0]: t for t in placeholders}
-        inputs = next((n for n in INPUT_NAMINGS.values() if set(n) <= set(by_name)), None)
+        inputs = next((n for n in tensor_names.INPUTS.values() if set(n) <= set(by_name)), None)
         ops = {op.name: op for op in graph.get_operations()}
         outputs = next((n for n in OUTPUT_NAMINGS if all(o in ops for o in n)), None)
         if inputs is None or outputs is None:
@@ -218,7 +205,7 @@ class TensorFlowBackend(Backend):
         graph = session.graph
         sig_in = {k: graph.get_tensor_by_name(v.name) for k, v in signature.inputs.items()}
         sig_out = {k: graph.get_tensor_by_name(v.name) for k, v in signature.outputs.items()}
-        inputs = next((n for n in INPUT_NAMINGS.values() if set(n) == set(sig_in)), None)
+        inputs = tensor_names.match_inputs(sig_in)
         outputs = next((n for n in OUTPUT_NAMINGS if set(n) <= set(sig_out)), None)
         if inputs is None or outputs is None:
             message = self._names_message(path, list(sig_in.values()), list(sig_out.values()))
@@ -228,12 +215,11 @@ class TensorFlowBackend(Backend):
 
     @staticmethod
     def _names_message(path: Path, inputs: list[Any], outputs: list[Any]) -> str:
-        accepted_in = " or ".join("{" + ", ".join(n) + "}" for n in INPUT_NAMINGS.values())
         accepted_out = " or ".join("(" + ", ".join(n) + ")" for n in OUTPUT_NAMINGS)
         return (
             f"{path} is not a BERT SQuAD model this backend understands. "
             f"Placeholders: {_describe(inputs)}; candidate outputs: {_describe(outputs)}. "
-            f"Accepted inputs: {accepted_in}; accepted outputs: {accepted_out}."
+            f"Accepted inputs: {tensor_names.accepted_inputs()}; accepted outputs: {accepted_out}."
         )
 
     def _bind(self, path: Path, inputs: list[Any], outputs: list[Any]) -> None:

@@ -44,7 +44,8 @@ from harness.squad.data import DataConfig, prepare_data
 from harness.squad.features import FeatureSet, read_vocab
 from harness.squad.metrics import SquadScores, evaluate
 from harness.squad.postprocess import predict_answers
-from models.catalog import DEFAULT_MODEL, DEFAULT_STORE, ResolvedModel, resolve_model
+from models.catalog import DEFAULT_MODEL, DEFAULT_STORE, resolve_model
+from models.resolved import ResolvedModel
 
 # The null backend is a stand-in with made-up logits: compared only when asked for by name.
 NOT_BY_DEFAULT = frozenset({"null"})
@@ -241,7 +242,7 @@ def _participants(config: AgreementConfig):
         try:
             backend_class = get_backend_class(backend_name)
             model = resolve_model(model_name, backend_name, config.model_store,
-                                  download=config.data.download)
+                                  download=config.data.download, data=config.data)
         except (BackendError, ConfigError) as exc:
             yield label, None, str(exc)
             continue

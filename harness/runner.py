@@ -89,7 +89,7 @@ def execute(config: RunConfig) -> RunOutcome:
     config.validate()
     backend_class = get_backend_class(config.backend)  # unknown names fail before any work
     model = resolve_model(config.model, config.backend, config.model_store, config.model_mirrors,
-                          download=config.data.download)
+                          download=config.data.download, data=config.data)
     model_vocab = vocab_for_model(model)
     if model_vocab is not None and file_md5(model_vocab) != BERT_VOCAB.md5:
         raise ConfigError(

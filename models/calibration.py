@@ -19,7 +19,10 @@ from pathlib import Path
 
 import numpy as np
 
+from backends import tensor_names
 from harness.errors import ConfigError
+from harness.squad.data import DataConfig, prepare_data
+from harness.squad.features import FeatureSet
 
 FORMS = "first:N, range:START:STOP or indexes:FILE"
 
@@ -131,15 +134,13 @@ def feature_reader(model_path: Path, features, indexes: np.ndarray):
     (``[1, S]`` rows, dtypes and names as the graph of ``model_path`` wants)."""
     from onnxruntime.quantization import CalibrationDataReader
 
-    from backends.onnxruntime_backend import INPUT_NAMINGS
-
     inputs = _graph_inputs(model_path)
     names = {name for name, _ in inputs}
-    naming = next((n for n in INPUT_NAMINGS.values() if set(n) == names), None)
+    naming = tensor_names.match_inputs(names)
     if naming is None:
         raise ConfigError(
             f"{model_path}: graph inputs {sorted(names)} are not a known BERT naming "
-            f"({' or '.join(str(list(n)) for n in INPUT_NAMINGS.values())})"
+            f"({tensor_names.accepted_inputs()})"
         )
     dtype_of = dict(inputs)
     arrays = (features.input_ids, features.input_mask, features.segment_ids)
@@ -173,10 +174,11 @@ def chunk_size(count: int, chunk: int) -> int:
     return max(d for d in range(1, min(chunk, count) + 1) if count % d == 0)
 
 
-def calibration_features(spec: CalibrationSpec, data=None):
-    """All dev features (from ``data``, a harness DataConfig) and the spec's indexes."""
-    from harness.squad.data import DataConfig, prepare_data
-
+def calibration_features(
+    spec: CalibrationSpec, data: DataConfig | None = None
+) -> tuple[FeatureSet, np.ndarray]:
+    """All dev features (from ``data``; by default the standard folders) and the spec's
+    indexes."""
     prepared = prepare_data(dataclasses.replace(data or DataConfig(), max_examples=None),
                             progress=False)
     return prepared.features, spec.indexes(len(prepared.features))

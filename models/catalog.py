@@ -13,21 +13,15 @@ import json
 from collections.abc import Sequence
 from pathlib import Path
 
+from backends import backend_entry, formats
 from harness.errors import ConfigError
 from harness.files import RemoteFile, ensure_file, file_md5, file_sha256
+from harness.squad.data import DataConfig
+from models.derived import resolve_int8_model, split_int8_name
+from models.resolved import ResolvedModel
 
 DEFAULT_MODEL = "minilm-l6-squad-demo"
 DEFAULT_STORE = Path("models/store")
-
-# Formats each backend accepts; "hf" checkpoints are exported to ONNX for onnxruntime and
-# converted to a frozen graph for tensorflow.
-BACKEND_FORMATS = {
-    "onnxruntime": ("onnx", "hf"),
-    "pytorch": ("pytorch", "hf"),
-    "tensorflow": ("tf-frozen", "tf-savedmodel", "hf"),
-    "null": ("onnx", "hf", "pytorch", "tf-frozen"),
-}
-
 
 @dataclasses.dataclass(frozen=True)
 class ModelSpec:
@@ -110,39 +104,6 @@ CATALOG: dict[str, ModelSpec] = {
 }
 
 
-@dataclasses.dataclass(frozen=True)
-class ResolvedModel:
-    """The file a backend will load, and where it came from (recorded with results)."""
-
-    name: str
-    path: Path
-    format: str
-    precision: str
-    md5: str
-    source: str
-    mlperf: bool
-
-    def to_json(self) -> dict:
-        return {**dataclasses.asdict(self), "path": str(self.path)}
-
-
-def _format_of_path(path: Path) -> str:
-    if path.is_dir():
-        if (path / "config.json").is_file():
-            return "hf"
-        if (path / "saved_model.pb").is_file():
-            return "tf-savedmodel"
-        raise ConfigError(
-            f"{path}: a directory with neither config.json (Hugging Face) nor saved_model.pb "
-            "(TensorFlow SavedModel)"
-        )
-    suffix = path.suffix.lower()
-    formats = {".onnx": "onnx", ".pytorch": "pytorch", ".pt": "pytorch", ".pb": "tf-frozen"}
-    if suffix not in formats:
-        raise ConfigError(f"{path}: unknown model format (expected .onnx, .pytorch, .pb or a dir)")
-    return formats[suffix]
-
-
 def _find_hf_dir(spec: ModelSpec, store: Path, mirrors: Sequence[Path]) -> Path:
     candidates = [store / spec.name / "hf", *(Path(m) / spec.name for m in mirrors)]
     candidates += [Path(d) for d in spec.local_dirs]
@@ -157,7 +118,7 @@ def _find_hf_dir(spec: ModelSpec, store: Path, mirrors: Sequence[Path]) -> Path:
 
 
 def _derive_from_checkpoint(name: str, hf_dir: Path, store: Path, target: str) -> Path:
-    """The checkpoint as an ONNX file (``target="onnx"``) or a TF frozen graph (``"tf"``).
+    """The checkpoint as an ONNX file (``target="onnx"``) or a frozen graph (``"tf-frozen"``).
 
     Made once into ``store/<name>/`` and reused while the checkpoint's weights are
     unchanged; both are validated against the checkpoint before they are written.
@@ -165,13 +126,13 @@ def _derive_from_checkpoint(name: str, hf_dir: Path, store: Path, target: str) -
     weights = hf_dir / "model.safetensors"
     if not weights.is_file():
         raise ConfigError(f"{hf_dir}: no model.safetensors")
-    out = store / name / ("model.onnx" if target == "onnx" else "model.pb")
+    out = store / name / ("model.onnx" if target == formats.ONNX else "model.pb")
     record = out.with_name(f"{out.name}.source.json")
     weights_sha = file_sha256(weights)
     if out.is_file() and record.is_file():
         if json.loads(record.read_text()).get("weights_sha256") == weights_sha:
             return out
-    if target == "onnx":
+    if target == formats.ONNX:
         from models.export_onnx import export_hf_qa_to_onnx
 
         print(f"Exporting {hf_dir} to ONNX ({out}) ...", flush=True)
@@ -191,64 +152,79 @@ def resolve_model(
     store: Path = DEFAULT_STORE,
     mirrors: Sequence[Path] = (),
     download: bool = True,
+    data: DataConfig | None = None,
 ) -> ResolvedModel:
-    """Find (fetch, export) the file ``backend`` needs for the model; errors say the fix."""
+    """Find (fetch, export) the file ``backend`` needs for the model; errors say the fix.
+
+    ``data`` is where SQuAD features come from when a derived int8 model must be calibrated
+    (the run's own data settings); by default the standard folders.
+    """
+    entry = backend_entry(backend)
     spec = CATALOG.get(name_or_path)
+    source_path: Path | None = None
     if spec is None:
         path = Path(name_or_path)
         if not path.exists():
-            from models.derived import resolve_int8_model, split_int8_name
-
             # "<catalog model>-int8-dynamic|static": quantized from the fp32 ONNX once
             base = split_int8_name(name_or_path)
             if base is not None and base[0] in CATALOG:
-                return resolve_int8_model(name_or_path, backend, store, mirrors, download)
+                if formats.ONNX not in entry.formats:
+                    raise ConfigError(
+                        f"model {name_or_path!r} is an int8 ONNX model, which backend "
+                        f"{backend!r} cannot run; use BACKEND=onnxruntime"
+                    )
+                fp32 = resolve_model(base[0], "onnxruntime", store, mirrors, download, data)
+                return resolve_int8_model(name_or_path, fp32, store,
+                                          data or DataConfig(download=download))
             raise ConfigError(
                 f"unknown model {name_or_path!r}: not in the catalog ({', '.join(CATALOG)}; "
                 "each also as NAME-int8-dynamic or NAME-int8-static) "
                 "and no such file or directory"
             )
-        spec = ModelSpec(path.stem or path.name, f"local {path}", _format_of_path(path), "fp32",
-                         backend, local_dirs=(str(path),) if path.is_dir() else ())
-        # a SavedModel is a directory the backend loads as is
-        source_path: Path | None = (
-            path if path.is_file() or spec.format == "tf-savedmodel" else None
-        )
-    else:
-        source_path = None
-    accepted = BACKEND_FORMATS.get(backend, ())
-    if spec.format not in accepted:
-        raise ConfigError(
-            f"model {spec.name!r} is in {spec.format!r} format, which backend {backend!r} cannot "
-            f"run; use BACKEND={spec.default_backend} or another model"
-        )
+        try:
+            fmt = formats.detect_format(path)
+        except formats.ModelFormatError as exc:
+            raise ConfigError(str(exc)) from None
+        hf = fmt == formats.HF
+        spec = ModelSpec(path.stem or path.name, f"local {path}", fmt, "fp32", backend,
+                         local_dirs=(str(formats.checkpoint_dir(path)),) if hf else ())
+        source_path = None if hf else path
+    derive_to = None
+    if spec.format not in entry.formats:
+        # a Hugging Face checkpoint is exported for backends that load ONNX or frozen graphs
+        derive_to = next((f for f in (formats.ONNX, formats.TF_FROZEN) if f in entry.formats),
+                         None) if spec.format == formats.HF else None
+        if derive_to is None:
+            raise ConfigError(
+                f"model {spec.name!r} is in {spec.format!r} format, which backend {backend!r} "
+                f"cannot run (it loads {', '.join(entry.formats)}); use "
+                f"BACKEND={spec.default_backend}, another model, or convert it with "
+                "`python -m models.convert`"
+            )
     if source_path is None and spec.file is not None:
         source_path = ensure_file(spec.file, store / spec.name, mirrors, download=download)
+    fmt = spec.format
     if source_path is None:  # a Hugging Face checkpoint
         hf_dir = _find_hf_dir(spec, store, mirrors)
         source = str(hf_dir)
-        if backend == "onnxruntime":
-            source_path = _derive_from_checkpoint(spec.name, hf_dir, store, "onnx")
-        elif backend == "tensorflow":
-            source_path = _derive_from_checkpoint(spec.name, hf_dir, store, "tf")
-        elif backend == "pytorch":  # reads config.json and the weights itself: no export
+        if derive_to is not None:
+            source_path = _derive_from_checkpoint(spec.name, hf_dir, store, derive_to)
+            fmt = derive_to
+        else:  # the backend reads config.json and the weights itself: no export
             if not (hf_dir / "model.safetensors").is_file():
                 raise ConfigError(f"{hf_dir}: no model.safetensors")
             source_path = hf_dir
-        else:
-            source_path = hf_dir / "model.safetensors"
     else:
         source = str(source_path)
     return ResolvedModel(
-        spec.name, source_path, {".onnx": "onnx", ".pb": "tf-frozen"}.get(
-            source_path.suffix, spec.format),
-        spec.precision, file_md5(_weights_file(source_path)), source, spec.mlperf,
+        spec.name, source_path, fmt, spec.precision, file_md5(_weights_file(source_path)),
+        source, spec.mlperf,
     )
 
 
 def _weights_file(path: Path) -> Path:
     """The file whose md5 identifies the model: a checkpoint directory's weights."""
-    if (path / "saved_model.pb").is_file():  # TF SavedModel: graph and constants live here
+    if (path / formats.SAVED_MODEL_FILE).is_file():  # TF SavedModel: graph and constants live here
         return path / "saved_model.pb"
     return path / "model.safetensors" if path.is_dir() else path
 

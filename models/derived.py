@@ -1,7 +1,7 @@
 """Int8 models derived from catalog models by name: ``<model>-int8-dynamic``, ``-int8-static``.
 
-``resolve_model("minilm-l6-squad-demo-int8-static", "onnxruntime")`` resolves the fp32 ONNX
-model (exporting it if needed), quantizes it once into
+``resolve_model("minilm-l6-squad-demo-int8-static", "onnxruntime")`` (the catalog) resolves
+the fp32 ONNX model (exporting it if needed), then this module quantizes it once into
 ``models/store/minilm-l6-squad-demo-int8-static/model.onnx`` with the recipe below, and
 reuses that file while its recipe still names the same source md5 and settings.
 
@@ -14,12 +14,14 @@ articles 8-47, which it was trained on, as MLPerf calibrates on training data). 
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import dataclasses
 from pathlib import Path
 
 from harness.errors import ConfigError
 from harness.files import file_md5
+from harness.squad.data import DataConfig
 from models.quantize import QuantizeSettings, ensure_quantized
+from models.resolved import ResolvedModel
 
 # For ``--exclude``: the FFN output projections, whose inputs carry the demo model's outlier
 # activations, in Hugging Face exports ("/inner/bert/encoder/layer.0/output/dense/MatMul")
@@ -35,10 +37,6 @@ INT8_RECIPES: dict[str, QuantizeSettings] = {
         "static", calibration=DEMO_CALIBRATION, percentile=100.0, per_channel=True
     ),
 }
-# Backends that can load an int8 ONNX file (null ignores the file).
-INT8_BACKENDS = ("onnxruntime", "null")
-
-
 def split_int8_name(name: str) -> tuple[str, str] | None:
     """``("minilm-l6-squad-demo", "static")`` for ``"minilm-l6-squad-demo-int8-static"``."""
     for method in INT8_RECIPES:
@@ -49,28 +47,16 @@ def split_int8_name(name: str) -> tuple[str, str] | None:
 
 
 def resolve_int8_model(
-    name: str,
-    backend: str,
-    store: Path,
-    mirrors: Sequence[Path] = (),
-    download: bool = True,
-):
-    """Resolve (building once) the derived int8 model ``name``; a ResolvedModel."""
-    from harness.squad.data import DataConfig
-    from models.catalog import ResolvedModel, resolve_model
-
+    name: str, fp32: ResolvedModel, store: Path, data: DataConfig
+) -> ResolvedModel:
+    """The derived int8 model ``name`` of the fp32 ONNX model ``fp32``, built once into
+    ``store/<name>/model.onnx``; ``data`` is where the calibration features come from."""
     parts = split_int8_name(name)
     if parts is None:
         raise ConfigError(f"{name!r} is not <model>-int8-dynamic or <model>-int8-static")
-    base_name, method = parts
-    if backend not in INT8_BACKENDS:
-        raise ConfigError(
-            f"model {name!r} is an int8 ONNX model, which backend {backend!r} cannot run; "
-            f"use BACKEND=onnxruntime"
-        )
-    base = resolve_model(base_name, "onnxruntime", store, mirrors, download)
-    if base.precision != "fp32":
-        raise ConfigError(f"{name!r}: {base_name!r} is already {base.precision}, not fp32")
+    if fp32.precision != "fp32":
+        raise ConfigError(f"{name!r}: {parts[0]!r} is already {fp32.precision}, not fp32")
     out = Path(store) / name / "model.onnx"
-    ensure_quantized(base.path, out, INT8_RECIPES[method], DataConfig(download=download))
-    return ResolvedModel(name, out, "onnx", "int8", file_md5(out), base.source, base.mlperf)
+    ensure_quantized(fp32.path, out, INT8_RECIPES[parts[1]], data)
+    return dataclasses.replace(fp32, name=name, path=out, format="onnx", precision="int8",
+                               md5=file_md5(out))

@@ -47,6 +47,8 @@ from typing import Any
 
 from harness.errors import ConfigError, HarnessError
 from harness.files import atomic_path, file_md5, write_text_atomic
+from harness.squad.data import DataConfig
+from harness.squad.features import FeatureSet
 from models.calibration import (
     CalibrationSpec,
     calibration_features,
@@ -221,11 +223,12 @@ def _quantize_to(src: Path, out: Path, settings: QuantizeSettings, reader) -> No
 
 
 def quantize_model(
-    src: Path, dst: Path, settings: QuantizeSettings, data=None, features=None
+    src: Path, dst: Path, settings: QuantizeSettings, data: DataConfig | None = None,
+    features: FeatureSet | None = None,
 ) -> dict[str, Any]:
     """Quantize ``src`` into ``dst`` (atomically) and write the recipe; return the recipe.
 
-    ``data`` (a :class:`harness.runner.DataConfig`) says where the SQuAD features come
+    ``data`` (a :class:`harness.squad.data.DataConfig`) says where the SQuAD features come
     from for static calibration; ``features`` (a FeatureSet) overrides it, for tests.
     """
     src, dst = Path(src), Path(dst)
@@ -277,7 +280,9 @@ def quantize_model(
     return recipe
 
 
-def ensure_quantized(src: Path, dst: Path, settings: QuantizeSettings, data=None) -> Path:
+def ensure_quantized(
+    src: Path, dst: Path, settings: QuantizeSettings, data: DataConfig | None = None
+) -> Path:
     """Quantize once: reuse ``dst`` while its recipe matches ``src``'s md5, the settings and
     the file itself; otherwise (re)build it. Returns ``dst``."""
     recipe = read_recipe(dst)
@@ -330,8 +335,6 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     """Command-line entry point; returns the process exit status."""
     args = build_parser().parse_args(argv)
-    from harness.squad.data import DataConfig
-
     settings = QuantizeSettings(
         method=args.method, calibration=args.calibration, percentile=args.percentile,
         per_channel=args.per_channel, weight_type=args.weight_type,
