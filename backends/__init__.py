@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import importlib
+from pathlib import Path
 
 from backends import formats
 from backends.base import Backend, BackendError, BackendSettings, FeatureBatch
@@ -57,6 +58,7 @@ __all__ = [
     "available_backends",
     "backend_entry",
     "get_backend_class",
+    "load_backend",
 ]
 
 
@@ -81,6 +83,19 @@ def get_backend_class(name: str) -> type[Backend]:
             f"Install it with: {entry.install_hint()}"
         ) from exc
     return getattr(module, class_name)
+
+
+def load_backend(name: str, model_path: Path | None,
+                 settings: BackendSettings | None = None) -> Backend:
+    """A backend ``name`` with ``model_path`` loaded (use it as a context manager to close
+    it); the converters and exporters validate their output through this."""
+    backend = get_backend_class(name)(settings)
+    try:
+        backend.load(model_path)
+    except BaseException:
+        backend.close()
+        raise
+    return backend
 
 
 def backend_entry(name: str) -> BackendEntry:

@@ -10,6 +10,7 @@ with ``model.ckpt-5474.index`` beside it).
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 from backends.base import BackendError
@@ -62,3 +63,31 @@ def checkpoint_dir(path: Path) -> Path:
     """The Hugging Face checkpoint directory of ``path`` (itself, or its weights' folder)."""
     path = Path(path)
     return path if path.is_dir() else path.parent
+
+
+# ---- configuration beside a model file ----------------------------------------------------
+
+# BERT-Base/Large attention heads are 64 wide; MLPerf's weight files carry no head count.
+BERT_HEAD_SIZE = 64
+CONFIG_FILES = (HF_CONFIG, "bert_config.json")  # Hugging Face, then Google's
+
+
+def config_beside(path: Path) -> tuple[dict, Path | None]:
+    """The model config next to (or, for a directory, inside) ``path`` and its file.
+
+    ``config.json`` (Hugging Face) is preferred to ``bert_config.json`` (Google); ``({},
+    None)`` when there is neither. Google's file says ``"gelu"`` for its tanh formula, so
+    read ``hidden_act`` only from ``config.json``.
+    """
+    folder = checkpoint_dir(path)
+    for name in CONFIG_FILES:
+        candidate = folder / name
+        if candidate.is_file():
+            try:
+                config = json.loads(candidate.read_text(encoding="utf-8"))
+            except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+                raise ModelFormatError(f"{candidate} is not valid JSON: {exc}") from None
+            if not isinstance(config, dict):
+                raise ModelFormatError(f"{candidate} is not a JSON object")
+            return config, candidate
+    return {}, None

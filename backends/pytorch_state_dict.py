@@ -22,11 +22,11 @@ from typing import TYPE_CHECKING
 import torch
 
 from backends.base import BackendError
+from backends.formats import BERT_HEAD_SIZE, HF_CONFIG, config_beside
 
 if TYPE_CHECKING:
     from transformers import BertConfig, BertForQuestionAnswering
 
-HEAD_SIZE = 64  # BERT-Base/Large per-head width; MLPerf's file carries no head count
 # Keys old files have that transformers 5's QA model does not need: transformers 2.x wrote
 # the pooler (QA models no longer build one), 3.x-4.30 saved the position_ids buffer, some
 # 4.x files the token_type_ids buffer (both are rebuilt at construction). The ``bert.``
@@ -108,8 +108,15 @@ def read_state_dict(path: Path) -> dict[str, torch.Tensor]:
 def config_from_state_dict(
     state: Mapping[str, torch.Tensor], path: Path, attn_implementation: str
 ) -> BertConfig:
-    """A BERT config read off tensor shapes (sizes in units, layers counted from key names)."""
+    """A BERT config read off tensor shapes (sizes in units, layers counted from key names).
+
+    Attention heads and the activation are not in the shapes: they come from a
+    ``config.json`` (or, heads only, ``bert_config.json``) beside the file when there is
+    one, else BERT's 64-wide heads and exact (erf) GELU, as in MLPerf's bert_config.json.
+    """
     from transformers import BertConfig
+
+    beside, beside_file = config_beside(path)
 
     def shape(key: str) -> tuple[int, ...]:
         if key not in state:
@@ -123,21 +130,29 @@ def config_from_state_dict(
     layer_ids = {int(m.group(1)) for key in state if (m := LAYER_KEY.match(key))}
     if not layer_ids:
         raise BackendError(f"{path} has no bert.encoder.layer.N.* keys: no encoder layers")
-    if hidden % HEAD_SIZE:
+    heads = beside.get("num_attention_heads")
+    if heads is None and hidden % BERT_HEAD_SIZE:
         raise BackendError(
-            f"{path}: hidden size {hidden} is not a multiple of BERT's head size {HEAD_SIZE}, "
-            "so the number of attention heads cannot be inferred"
+            f"{path}: hidden size {hidden} is not a multiple of BERT's head size "
+            f"{BERT_HEAD_SIZE}, so the number of attention heads cannot be inferred; put a "
+            f"{HF_CONFIG} with num_attention_heads beside it"
         )
+    heads = int(heads or hidden // BERT_HEAD_SIZE)
+    if heads <= 0 or hidden % heads:
+        raise BackendError(f"{beside_file}: {heads} attention heads do not divide the hidden "
+                           f"size {hidden} of {path}")
+    hf_config = beside_file is not None and beside_file.name == HF_CONFIG
     return BertConfig(
         vocab_size=vocab,
         hidden_size=hidden,
         # max+1, not len: a gap in the layer numbers then shows up as missing keys
         num_hidden_layers=max(layer_ids) + 1,
-        num_attention_heads=hidden // HEAD_SIZE,
+        num_attention_heads=heads,
         intermediate_size=shape("bert.encoder.layer.0.intermediate.dense.weight")[0],
         max_position_embeddings=shape("bert.embeddings.position_embeddings.weight")[0],
         type_vocab_size=shape("bert.embeddings.token_type_embeddings.weight")[0],
-        hidden_act="gelu",  # exact (erf) GELU, as in MLPerf's bert_config.json
+        # exact (erf) GELU, as in MLPerf's bert_config.json, unless config.json says otherwise
+        hidden_act=str(beside.get("hidden_act", "gelu")) if hf_config else "gelu",
         attn_implementation=attn_implementation,
     )
 

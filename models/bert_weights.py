@@ -25,12 +25,12 @@ those of transformers' ``BertForQuestionAnswering`` (2.x, which made MLPerf's
 from __future__ import annotations
 
 import dataclasses
-import json
 import re
 from pathlib import Path
 
 import numpy as np
 
+from backends import formats
 from models.export_onnx import ModelExportError
 
 GELUS = ("erf", "tanh")
@@ -38,7 +38,6 @@ GELUS = ("erf", "tanh")
 # that Google's and NVIDIA's TF modeling.py use).
 HF_ACT_FOR_GELU = {"erf": "gelu", "tanh": "gelu_new"}
 GELU_FOR_HF_ACT = {"gelu": "erf", "gelu_new": "tanh", "gelu_pytorch_tanh": "tanh"}
-HEAD_SIZE_GUESS = 64  # BERT-Base/Large head width, used only when no config says otherwise
 
 _LAYER_PARTS = (
     "attention/self/query", "attention/self/key", "attention/self/value",
@@ -176,42 +175,22 @@ def state_dict_to_google(state: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
 
 
 def read_state_dict(path: Path) -> dict[str, np.ndarray]:
-    """Arrays of a state dict file (torch pickle or safetensors) or a Hugging Face dir."""
+    """Float32 arrays of a state dict file or of a Hugging Face directory's weights, read
+    by the PyTorch backend's reader (never running code)."""
+    from backends.pytorch_state_dict import read_state_dict as read_tensors
+
     if path.is_dir():
         found = [path / n for n in ("model.safetensors", "pytorch_model.bin")
                  if (path / n).is_file()]
         if not found:
             raise ModelConversionError(f"{path} has no model.safetensors or pytorch_model.bin")
         path = found[0]
-    if path.suffix == ".safetensors":
-        from safetensors.numpy import load_file
-
-        return load_file(str(path))
-    import torch
-
-    try:  # weights_only: a model file must not be able to run code
-        state = torch.load(str(path), map_location="cpu", weights_only=True)
-    except Exception as exc:
-        raise ModelConversionError(f"cannot read PyTorch state dict {path}: {exc}") from exc
-    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
-        raise ModelConversionError(f"{path} is not a state dict of tensors (name -> tensor)")
-    return {k: v.detach().float().numpy() for k, v in state.items()}
-
-
-# ---- configuration beside a model file ----------------------------------------------------
+    return {k: v.detach().float().numpy() for k, v in read_tensors(path).items()}
 
 
 def config_beside(path: Path) -> dict:
-    """``config.json`` (Hugging Face) or ``bert_config.json`` (Google) next to/inside ``path``."""
-    folder = path if path.is_dir() else path.parent
-    for name in ("config.json", "bert_config.json"):
-        candidate = folder / name
-        if candidate.is_file():
-            try:
-                return json.loads(candidate.read_text())
-            except json.JSONDecodeError as exc:
-                raise ModelConversionError(f"{candidate} is not valid JSON: {exc}") from exc
-    return {}
+    """The config next to/inside ``path`` (see :func:`backends.formats.config_beside`)."""
+    return formats.config_beside(path)[0]
 
 
 def resolve_heads(heads: int | None, hidden: int, config: dict) -> tuple[int, str]:
@@ -220,4 +199,5 @@ def resolve_heads(heads: int | None, hidden: int, config: dict) -> tuple[int, st
         return heads, "--heads"
     if config.get("num_attention_heads"):
         return int(config["num_attention_heads"]), "config"
-    return max(1, hidden // HEAD_SIZE_GUESS), f"guessed as hidden/{HEAD_SIZE_GUESS}"
+    size = formats.BERT_HEAD_SIZE
+    return max(1, hidden // size), f"guessed as hidden/{size}"

@@ -30,15 +30,19 @@ source says which it uses.
 from __future__ import annotations
 
 import argparse
+import collections
 import contextlib
 import dataclasses
+import json
+import os
 import sys
-from collections.abc import Callable
+import tempfile
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from backends import BackendError, FeatureBatch, formats, tensor_names
 from harness.files import atomic_path
 from models import tf_bert
 from models.bert_weights import (
@@ -54,31 +58,32 @@ from models.bert_weights import (
     state_dict_to_google,
 )
 from models.export_onnx import (
-    NAMINGS,
     VALIDATE_ATOL,
     ModelExportError,
-    _validation_batch,
+    backend_logits,
     export_qa_model_to_onnx,
+    max_abs_diff,
+    validation_batch,
 )
 
 TARGETS = ("pytorch", "onnx", "tf", "ckpt")
-SUFFIXES = {".pytorch": "pytorch", ".pt": "pytorch", ".pth": "pytorch", ".bin": "pytorch",
-            ".safetensors": "pytorch", ".onnx": "onnx", ".pb": "tf"}
-Batch = dict[str, np.ndarray]  # input_ids, attention_mask, token_type_ids: int64 [B, S]
-Runner = Callable[[Batch], tuple[np.ndarray, np.ndarray]]  # -> float32 start, end [B, S]
+# the target a destination's format means, and the backend that runs each executable format
+TARGET_OF_FORMAT = {formats.PYTORCH: "pytorch", formats.ONNX: "onnx", formats.TF_FROZEN: "tf"}
+EXECUTABLE_SOURCES = {formats.ONNX: "onnxruntime", formats.TF_FROZEN: "tensorflow"}
+# A frozen graph run once for a check needs none of grappler's rewrites (minutes at BERT-Large).
+TF_CHECK_OPTIONS = {"graph_rewrites": "off"}
 
 
 @dataclasses.dataclass
 class Source:
-    """A model read into Google-named weights, plus a way to run the file itself if any."""
+    """A model read into Google-named weights (``format``: see :mod:`backends.formats`)."""
 
     path: Path
-    format: str  # ckpt, pytorch, hf, onnx, tf
+    format: str
     weights: dict[str, np.ndarray]
     heads: int
     gelu: str
     notes: list[str]
-    run: Runner | None = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -94,25 +99,16 @@ class ConversionReport:
 
 
 def source_format(path: Path) -> str:
-    """Format of ``path``: ckpt, hf, pytorch, onnx or tf; raise saying what is accepted."""
-    if Path(f"{path}.index").is_file():
-        return "ckpt"
-    if path.is_dir():
-        if (path / "config.json").is_file():
-            return "hf"
-        raise ModelConversionError(
-            f"{path} is a directory but not a Hugging Face checkpoint (no config.json); for a TF "
-            "checkpoint pass its prefix, e.g. DIR/model.ckpt-5474"
-        )
-    if not path.is_file():
-        raise ModelConversionError(f"{path} does not exist (for a TF checkpoint, pass the prefix "
-                                   "whose .index file exists)")
-    if path.suffix.lower() not in SUFFIXES:
-        raise ModelConversionError(
-            f"{path}: unknown model format; expected a TF checkpoint prefix, a Hugging Face "
-            f"directory or one of {', '.join(SUFFIXES)}"
-        )
-    return SUFFIXES[path.suffix.lower()]
+    """Format of ``path`` (:func:`backends.formats.detect_format`); raise saying what is
+    accepted."""
+    try:
+        fmt = formats.detect_format(path)
+    except formats.ModelFormatError as exc:
+        raise ModelConversionError(str(exc)) from None
+    if fmt == formats.TF_SAVEDMODEL:
+        raise ModelConversionError(f"{path} is a SavedModel; convert from its frozen graph, "
+                                   "checkpoint or weights instead")
+    return fmt
 
 
 def load_source(path: Path, *, heads: int | None = None, gelu: str | None = None) -> Source:
@@ -120,16 +116,15 @@ def load_source(path: Path, *, heads: int | None = None, gelu: str | None = None
     path = Path(path)
     fmt = source_format(path)
     config = config_beside(path)
-    run: Runner | None = None
-    if fmt == "ckpt":
+    if fmt == formats.TF_CKPT:
         weights = tf_bert.read_tf_checkpoint(path)
-    elif fmt in ("pytorch", "hf"):
-        weights = state_dict_to_google(read_state_dict(path))
-    elif fmt == "onnx":
+    elif fmt in (formats.PYTORCH, formats.HF):
+        weights = state_dict_to_google(read_state_dict(formats.checkpoint_dir(path)
+                                                       if fmt == formats.HF else path))
+    elif fmt == formats.ONNX:
         from models.onnx_weights import state_dict_from_onnx
 
         weights = state_dict_to_google(state_dict_from_onnx(path))
-        run = _ort_runner(path)
     else:
         graph_def = tf_bert.read_frozen_graph(path)
         weights = tf_bert.weights_from_frozen_graph(graph_def)
@@ -137,10 +132,10 @@ def load_source(path: Path, *, heads: int | None = None, gelu: str | None = None
         if gelu not in (None, graph_gelu):
             raise ModelConversionError(f"{path} computes GELU with {graph_gelu}, not {gelu}")
         gelu = graph_gelu
-        run = _graph_runner(graph_def)
     notes = []
     if gelu is None:  # Google's bert_config.json says "gelu" for its tanh formula: HF only
-        gelu = GELU_FOR_HF_ACT.get(str(config.get("hidden_act")), "erf") if fmt == "hf" else "erf"
+        gelu = (GELU_FOR_HF_ACT.get(str(config.get("hidden_act")), "erf")
+                if fmt == formats.HF else "erf")
     if gelu not in GELUS:
         raise ModelConversionError(f"unknown gelu {gelu!r}; choose one of: {', '.join(GELUS)}")
     if float(config.get("layer_norm_eps", tf_bert.LAYER_NORM_EPS)) != tf_bert.LAYER_NORM_EPS:
@@ -151,10 +146,10 @@ def load_source(path: Path, *, heads: int | None = None, gelu: str | None = None
     if origin.startswith("guessed"):
         notes.append(f"attention heads {origin} = {n_heads}; pass --heads if that is wrong")
     bert_shape(weights, n_heads)  # names every missing variable now, not mid-conversion
-    return Source(path, fmt, weights, n_heads, gelu, notes, run)
+    return Source(path, fmt, weights, n_heads, gelu, notes)
 
 
-# ---- runners: each takes the int64 validation batch and returns start, end logits ----------
+# ---- models from weights --------------------------------------------------------------------
 
 
 def torch_model(weights: dict[str, np.ndarray], heads: int, gelu: str = "erf") -> Any:
@@ -186,53 +181,28 @@ def torch_model(weights: dict[str, np.ndarray], heads: int, gelu: str = "erf") -
     return model
 
 
-def _torch_runner(model: Any) -> Runner:
-    def run(batch: Batch) -> tuple[np.ndarray, np.ndarray]:
+def _hf_config(weights: dict[str, np.ndarray], heads: int, gelu: str) -> dict[str, Any]:
+    """The Hugging Face ``config.json`` of these weights (heads and GELU are not in them)."""
+    shape = bert_shape(weights, heads)
+    return {"model_type": "bert", "architectures": ["BertForQuestionAnswering"],
+            "vocab_size": shape.vocab_size, "hidden_size": shape.hidden,
+            "num_hidden_layers": shape.layers, "num_attention_heads": heads,
+            "intermediate_size": shape.intermediate,
+            "max_position_embeddings": shape.max_positions,
+            "type_vocab_size": shape.type_vocab_size, "hidden_act": HF_ACT_FOR_GELU[gelu],
+            "layer_norm_eps": tf_bert.LAYER_NORM_EPS}
+
+
+def _write_state_dict(state: dict[str, np.ndarray], path: Path) -> None:
+    if path.suffix.lower() == ".safetensors":
+        from safetensors.numpy import save_file
+
+        save_file(state, str(path))
+    else:
         import torch
 
-        with torch.inference_mode():
-            out = model(**{k: torch.from_numpy(v) for k, v in batch.items()})
-        return out.start_logits.numpy(), out.end_logits.numpy()
-
-    return run
-
-
-def _graph_runner(graph_def: Any) -> Runner:
-    def run(batch: Batch) -> tuple[np.ndarray, np.ndarray]:
-        runner = tf_bert.FrozenGraphRunner(graph_def)
-        try:
-            logits = runner(*batch.values())
-        finally:
-            runner.close()
-        return logits[..., 0], logits[..., 1]
-
-    return run
-
-
-def _ort_runner(path: Path) -> Runner:
-    names = {"input_ids": 0, "input_mask": 1, "attention_mask": 1, "segment_ids": 2,
-             "token_type_ids": 2}
-    starts, ends = ("output_start_logits", "start_logits"), ("output_end_logits", "end_logits")
-
-    def run(batch: Batch) -> tuple[np.ndarray, np.ndarray]:
-        import onnxruntime as ort
-
-        session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-        arrays = list(batch.values())
-        dtypes = {"tensor(int32)": np.int32}
-        feeds = {i.name: arrays[names[i.name]].astype(dtypes.get(i.type, np.int64))
-                 for i in session.get_inputs()}
-        outs = [o.name for o in session.get_outputs()]
-        fetch = [next(n for n in starts if n in outs), next(n for n in ends if n in outs)]
-        start, end = session.run(fetch, feeds)
-        return start.reshape(arrays[0].shape), end.reshape(arrays[0].shape)
-
-    return run
-
-
-def _max_diff(reference: Runner, target: Runner, batch: Batch) -> float:
-    pairs = zip(reference(batch), target(batch), strict=True)
-    return max(float(np.max(np.abs(np.asarray(r) - np.asarray(t)))) for r, t in pairs)
+        torch.save(collections.OrderedDict((k, torch.from_numpy(v)) for k, v in state.items()),
+                   str(path))
 
 
 def _tf_available() -> bool:
@@ -246,72 +216,100 @@ def _tf_available() -> bool:
 
 def convert(src: Path, dst: Path, *, to: str | None = None, names: str = "mlperf",
             heads: int | None = None, gelu: str | None = None) -> ConversionReport:
-    """Convert ``src`` to ``dst`` (format ``to``, else from DST's suffix) and validate it."""
+    """Convert ``src`` to ``dst`` (format ``to``, else from DST's suffix) and validate it.
+
+    Every model involved (the source file when it is executable, a reference built from the
+    weights otherwise, and the result) is run by the registered backend that loads its
+    format, on the same padded batch.
+    """
     src, dst = Path(src), Path(dst)
-    target = to or SUFFIXES.get(dst.suffix.lower()) or ("ckpt" if ".ckpt" in dst.name else None)
+    target = to or TARGET_OF_FORMAT.get(formats.SUFFIXES.get(dst.suffix.lower(), "")) or (
+        "ckpt" if ".ckpt" in dst.name else None)
     if target not in TARGETS:
         raise ModelConversionError(f"cannot tell the target format of {dst}; pass --to "
                                    f"{'|'.join(TARGETS)}")
-    if names not in NAMINGS:
-        raise ModelConversionError(f"unknown naming {names!r}; choose one of: {', '.join(NAMINGS)}")
+    if names not in tensor_names.NAMINGS:
+        raise ModelConversionError(
+            f"unknown naming {names!r}; choose one of: {', '.join(tensor_names.NAMINGS)}")
     source = load_source(src, heads=heads, gelu=gelu)
     weights, h, g = source.weights, source.heads, source.gelu
-    if source.run is not None:
-        reference, ref_label = source.run, f"{source.format} source file"
-    elif target in ("tf", "ckpt") or not _tf_available():
-        reference, ref_label = _torch_runner(torch_model(weights, h, g)), "transformers (torch)"
-    else:
-        graph_def = tf_bert.frozen_graph_from_weights(weights, h, gelu=g)
-        reference, ref_label = _graph_runner(graph_def), "TF graph built from the weights"
-    batch = _validation_batch(bert_shape(weights, h).vocab_size)
+    batch = validation_batch(bert_shape(weights, h).vocab_size)
     notes = list(source.notes)
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=dst.parent, prefix=f".{dst.name}.") as scratch_dir:
+        scratch = Path(scratch_dir)
+        if source.format in EXECUTABLE_SOURCES:
+            backend = EXECUTABLE_SOURCES[source.format]
+            reference = backend_logits(backend, src, batch, **_check_options(backend))
+            ref_label = f"{source.format} source file"
+        elif target in ("tf", "ckpt") or not _tf_available():
+            reference = _pytorch_logits(weights, h, g, scratch / "reference", batch)
+            ref_label = "transformers (torch)"
+        else:
+            reference = _frozen_graph_logits(weights, h, g, scratch / "reference.pb", batch)
+            ref_label = "TF graph built from the weights"
 
-    def check(target_runner: Runner) -> float:
-        diff = _max_diff(reference, target_runner, batch)
-        if not diff < VALIDATE_ATOL:  # also catches NaN
-            raise ModelConversionError(
-                f"converting {src} to {target}: the result disagrees with the {ref_label} (max "
-                f"abs logit difference {diff:.3g} >= {VALIDATE_ATOL:g}); {dst} was not written."
-                + "".join(f" Note: {n}." for n in notes)
-            )
-        return diff
+        def check(candidate: tuple[np.ndarray, np.ndarray]) -> float:
+            diff = max_abs_diff(reference, candidate)
+            if not diff < VALIDATE_ATOL:  # also catches NaN
+                raise ModelConversionError(
+                    f"converting {src} to {target}: the result disagrees with the {ref_label} "
+                    f"(max abs logit difference {diff:.3g} >= {VALIDATE_ATOL:g}); {dst} was not "
+                    "written." + "".join(f" Note: {n}." for n in notes)
+                )
+            return diff
 
-    if target == "ckpt":
-        diff = check(_graph_runner(tf_bert.frozen_graph_from_weights(weights, h, gelu=g)))
-        tf_bert.write_tf_checkpoint(weights, dst)
-    else:
-        with atomic_path(dst) as tmp:
-            diff = check(_write_target(target, weights, h, g, tmp, dst, names))
+        if target == "ckpt":
+            diff = check(_frozen_graph_logits(weights, h, g, scratch / "check.pb", batch))
+            tf_bert.write_tf_checkpoint(weights, dst)
+        else:
+            with atomic_path(dst) as tmp:
+                diff = check(_write_target(target, source, tmp, dst, names, scratch, batch))
     if g == "tanh" and target in ("pytorch", "ckpt"):
         notes.append("weights expect the tanh GELU: run them with transformers hidden_act="
                      "'gelu_new' (its default 'gelu' is exact erf)")
     return ConversionReport(dst, source.format, target, ref_label, diff, tuple(notes))
 
 
-def _write_target(target: str, weights: dict[str, np.ndarray], heads: int, gelu: str,
-                  tmp: Path, dst: Path, names: str) -> Runner:
-    """Write the new model to ``tmp``; return a runner that reads it back from ``tmp``."""
+def _check_options(backend: str) -> dict[str, str]:
+    return TF_CHECK_OPTIONS if backend == "tensorflow" else {}
+
+
+def _pytorch_logits(weights: dict[str, np.ndarray], heads: int, gelu: str, folder: Path,
+                    batch: FeatureBatch) -> tuple[np.ndarray, np.ndarray]:
+    """Logits of the weights saved as a Hugging Face checkpoint and run by the PyTorch
+    backend (transformers' implementation)."""
+    torch_model(weights, heads, gelu).save_pretrained(folder, safe_serialization=True)
+    return backend_logits("pytorch", folder, batch, attn_implementation="eager")
+
+
+def _frozen_graph_logits(weights: dict[str, np.ndarray], heads: int, gelu: str, path: Path,
+                         batch: FeatureBatch) -> tuple[np.ndarray, np.ndarray]:
+    """Logits of a frozen graph built from the weights, run by the TensorFlow backend."""
+    tf_bert.write_frozen_graph(tf_bert.frozen_graph_from_weights(weights, heads, gelu=gelu), path)
+    return backend_logits("tensorflow", path, batch, **TF_CHECK_OPTIONS)
+
+
+def _write_target(target: str, source: Source, tmp: Path, dst: Path, names: str,
+                  scratch: Path, batch: FeatureBatch) -> tuple[np.ndarray, np.ndarray]:
+    """Write the new model to ``tmp``; return its logits as the backend of its format reads
+    it back (a state dict is checked beside a config.json with its heads and GELU)."""
+    weights, heads, gelu = source.weights, source.heads, source.gelu
     if target == "tf":
         tmp.write_bytes(tf_bert.frozen_graph_from_weights(weights, heads, gelu=gelu)
                         .SerializeToString())
-        return _graph_runner(tf_bert.read_frozen_graph(tmp))
+        return backend_logits("tensorflow", tmp, batch, **TF_CHECK_OPTIONS)
     if target == "onnx":
         export_qa_model_to_onnx(torch_model(weights, heads, gelu), tmp, names=names,
                                 source=str(dst))
-        return _ort_runner(tmp)
-    state = google_to_state_dict(weights)
-    if dst.suffix.lower() == ".safetensors":
-        from safetensors.numpy import save_file
-
-        save_file(state, str(tmp))
-    else:
-        import collections
-
-        import torch
-
-        torch.save(collections.OrderedDict((k, torch.from_numpy(v)) for k, v in state.items()),
-                   str(tmp))
-    return _torch_runner(torch_model(state_dict_to_google(read_state_dict(tmp)), heads, gelu))
+        return backend_logits("onnxruntime", tmp, batch)
+    checked = scratch / "target" / dst.name
+    checked.parent.mkdir()
+    _write_state_dict(google_to_state_dict(weights), checked)
+    (checked.parent / formats.HF_CONFIG).write_text(json.dumps(_hf_config(weights, heads, gelu)))
+    logits = backend_logits("pytorch", checked, batch, attn_implementation="eager")
+    os.replace(checked, tmp)
+    return logits
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -324,7 +322,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("src", type=Path, help="checkpoint prefix, state dict, HF dir, .onnx, .pb")
     parser.add_argument("dst", type=Path, help="file to write (checkpoint: its prefix)")
     parser.add_argument("--to", choices=TARGETS, help="target format (default: from DST suffix)")
-    parser.add_argument("--names", choices=sorted(NAMINGS), default="mlperf",
+    parser.add_argument("--names", choices=sorted(tensor_names.NAMINGS), default="mlperf",
                         help="ONNX tensor names: mlperf (model.onnx) or hf (default mlperf)")
     parser.add_argument("--heads", type=int, help="attention heads (default: config or hidden/64)")
     parser.add_argument("--gelu", choices=GELUS, help="GELU of the model (default erf; the "
@@ -333,7 +331,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         report = convert(args.src, args.dst, to=args.to, names=args.names, heads=args.heads,
                          gelu=args.gelu)
-    except ModelExportError as exc:  # includes ModelConversionError
+    except (ModelExportError, BackendError) as exc:  # ModelConversionError is one
         print(f"error: {exc}", file=sys.stderr)
         return 1
     for note in report.notes:

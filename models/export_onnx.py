@@ -25,8 +25,13 @@ from __future__ import annotations
 import argparse
 import sys
 import warnings
+from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
+import numpy as np
+
+from backends import BackendSettings, FeatureBatch, load_backend, tensor_names
 from harness.errors import HarnessError
 from harness.files import atomic_path
 
@@ -36,18 +41,18 @@ MAX_ORT_IR_VERSION = 13
 VALIDATE_ATOL = 1e-3
 VALIDATE_SHAPE = (2, 384)  # [batch, sequence] of the validation batch, in tokens
 
-NAMINGS: dict[str, tuple[tuple[str, str, str], tuple[str, str]]] = {
-    "hf": (("input_ids", "attention_mask", "token_type_ids"), ("start_logits", "end_logits")),
-    "mlperf": (
-        ("input_ids", "input_mask", "segment_ids"),
-        ("output_start_logits", "output_end_logits"),
-    ),
-}
 WEIGHT_FILES = ("model.safetensors", "model.safetensors.index.json", "pytorch_model.bin")
 
 
 class ModelExportError(HarnessError):
     """The checkpoint could not be exported or the export does not match the source model."""
+
+
+def _check_naming(names: str) -> None:
+    if names not in tensor_names.NAMINGS:
+        raise ModelExportError(
+            f"unknown naming {names!r}; choose one of: {', '.join(tensor_names.NAMINGS)}"
+        )
 
 
 def _check_hf_dir(hf_dir: Path) -> None:
@@ -77,10 +82,8 @@ def _lower_ir_version(path: Path) -> None:
     onnx.save(model, str(path))
 
 
-def _validation_batch(vocab_size: int, seed: int = 0) -> dict[str, object]:
+def validation_batch(vocab_size: int, seed: int = 0) -> FeatureBatch:
     """A random ``[2, 384]`` int64 batch with real padding (row 1 is 200 tokens long)."""
-    import numpy as np
-
     rng = np.random.default_rng(seed)
     batch, seq = VALIDATE_SHAPE
     ids = rng.integers(1000, vocab_size, size=(batch, seq), dtype=np.int64)
@@ -90,21 +93,31 @@ def _validation_batch(vocab_size: int, seed: int = 0) -> dict[str, object]:
     mask[1, 200:] = 0
     ids[1, 200:] = 0  # [PAD]
     segments[1, 200:] = 0
-    return {"input_ids": ids, "attention_mask": mask, "token_type_ids": segments}
+    return FeatureBatch(ids, mask, segments)
 
 
-def _validate(model: object, onnx_path: Path, input_names: tuple[str, ...], vocab: int) -> float:
-    """Run ORT and torch on the same batch; return the max abs logit difference."""
-    import numpy as np
-    import onnxruntime as ort
+def max_abs_diff(reference: Sequence[Any], candidate: Sequence[Any]) -> float:
+    """Largest absolute difference between paired logits arrays (NaN if any is NaN)."""
+    return max(float(np.max(np.abs(np.asarray(r, np.float64) - np.asarray(c, np.float64))))
+               for r, c in zip(reference, candidate, strict=True))
+
+
+def backend_logits(backend: str, path: Path, batch: FeatureBatch,
+                   **options: Any) -> tuple[np.ndarray, np.ndarray]:
+    """Start and end logits of the model file ``path`` run by the registered ``backend``
+    on the CPU: every export and conversion is checked the way a run would load it."""
+    with load_backend(backend, path, BackendSettings(device="cpu", options=options)) as runner:
+        return runner.predict(batch)
+
+
+def _validate(model: Any, onnx_path: Path, vocab: int) -> float:
+    """Run torch and the ONNX Runtime backend on the same batch; the max abs difference."""
     import torch
 
-    feeds = _validation_batch(vocab)
+    batch = validation_batch(vocab)
     with torch.inference_mode():
-        ref = model(*(torch.from_numpy(feeds[k]) for k in feeds))  # type: ignore[operator]
-    session = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
-    got = session.run(None, dict(zip(input_names, feeds.values(), strict=True)))
-    return max(float(np.max(np.abs(g - r.numpy()))) for g, r in zip(got, ref, strict=True))
+        ref = model(*(torch.from_numpy(a) for a in batch.arrays()))
+    return max_abs_diff([r.numpy() for r in ref], backend_logits("onnxruntime", onnx_path, batch))
 
 
 def export_hf_qa_to_onnx(
@@ -122,8 +135,7 @@ def export_hf_qa_to_onnx(
     max abs logit difference < 1e-3) succeeded; otherwise nothing is left at ``out_path``.
     """
     hf_dir, out_path = Path(hf_dir), Path(out_path)
-    if names not in NAMINGS:
-        raise ModelExportError(f"unknown naming {names!r}; choose one of: {', '.join(NAMINGS)}")
+    _check_naming(names)
     _check_hf_dir(hf_dir)
 
     import torch
@@ -159,9 +171,8 @@ def export_qa_model_to_onnx(
     import torch
 
     out_path = Path(out_path)
-    if names not in NAMINGS:
-        raise ModelExportError(f"unknown naming {names!r}; choose one of: {', '.join(NAMINGS)}")
-    input_names, output_names = NAMINGS[names]
+    _check_naming(names)
+    input_names, output_names = tensor_names.INPUTS[names], tensor_names.OUTPUTS[names]
     hf_model.eval()  # type: ignore[attr-defined]
 
     class _Logits(torch.nn.Module):
@@ -178,7 +189,7 @@ def export_qa_model_to_onnx(
     wrapper = _Logits(hf_model).eval()
     dims = {0: "batch", 1: "sequence"}
     vocab_size = hf_model.config.vocab_size  # type: ignore[attr-defined]
-    example = tuple(torch.from_numpy(v) for v in _validation_batch(vocab_size).values())
+    example = tuple(torch.from_numpy(a) for a in validation_batch(vocab_size).arrays())
 
     try:
         with atomic_path(out_path) as tmp, torch.inference_mode(), warnings.catch_warnings():
@@ -203,7 +214,7 @@ def export_qa_model_to_onnx(
             )
             _lower_ir_version(tmp)
             if validate:
-                diff = _validate(wrapper, tmp, input_names, vocab_size)
+                diff = _validate(wrapper, tmp, vocab_size)
                 if not diff < VALIDATE_ATOL:  # also catches NaN
                     raise ModelExportError(
                         f"ONNX export of {source} disagrees with torch: max abs logit "
@@ -226,7 +237,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("out", type=Path, help="ONNX file to write")
     parser.add_argument(
         "--names",
-        choices=sorted(NAMINGS),
+        choices=sorted(tensor_names.NAMINGS),
         default="hf",
         help="tensor names: hf (Hugging Face) or mlperf (MLCommons model.onnx)",
     )

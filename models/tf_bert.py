@@ -30,11 +30,12 @@ from typing import Any
 
 import numpy as np
 
+from backends import tensor_names
 from harness.files import atomic_path
 from models.bert_weights import GELUS, ModelConversionError, bert_shape, is_model_variable
 
-INPUT_NAMES = ("input_ids", "input_mask", "segment_ids")
-OUTPUT_NAME = "logits"
+INPUT_NAMES = tensor_names.INPUTS["mlperf"]  # MLPerf's model.pb placeholders
+OUTPUT_NAME = tensor_names.LOGITS
 LAYER_NORM_EPS = 1e-12
 MASK_ADDER = -10000.0
 DATA_SUFFIX = ".data-00000-of-00001"  # single-shard TF checkpoint data file
@@ -134,39 +135,6 @@ def frozen_graph_from_weights(
     with graph.as_default():
         _build_logits(tf, weights, num_heads, gelu, (batch_size, seq_len))
     return graph.as_graph_def()
-
-
-class FrozenGraphRunner:
-    """Runs ``logits:0`` of a frozen graph; the graph is imported once (BERT-Large: 1.3 GB)."""
-
-    def __init__(self, graph_def: Any) -> None:
-        tf = import_tensorflow()
-        graph = tf.Graph()
-        with graph.as_default():
-            tf.graph_util.import_graph_def(graph_def, name="")
-        config = tf.compat.v1.ConfigProto()
-        # Grappler's first-run rewrites take ~10 s on one BERT-Large layer and change nothing
-        # a validation run needs: run the graph as built.
-        config.graph_options.rewrite_options.disable_meta_optimizer = True
-        self._session = tf.compat.v1.Session(graph=graph, config=config)
-        dims = graph.get_tensor_by_name(f"{INPUT_NAMES[0]}:0").shape.as_list()
-        self.fixed_batch = dims[0] if dims else None  # MLPerf's model.pb: 1
-
-    def __call__(self, ids: np.ndarray, mask: np.ndarray, segments: np.ndarray) -> np.ndarray:
-        """Logits float32 ``[B, S, 2]`` for int ``[B, S]`` features (fed in fixed-size rows
-        when the graph fixes its batch size)."""
-        arrays = [np.asarray(a, dtype=np.int32) for a in (ids, mask, segments)]
-        step = self.fixed_batch or len(arrays[0])
-        parts = [
-            self._session.run(f"{OUTPUT_NAME}:0", {f"{n}:0": a[lo:lo + step]
-                                                   for n, a in zip(INPUT_NAMES, arrays,
-                                                                   strict=True)})
-            for lo in range(0, len(arrays[0]), step)
-        ]
-        return np.concatenate(parts).astype(np.float32, copy=False)
-
-    def close(self) -> None:
-        self._session.close()
 
 
 # ---- files --------------------------------------------------------------------------------
@@ -271,7 +239,7 @@ def write_saved_model(graph_def: Any, export_dir: Path, *, hf_names: bool = Fals
 
     wrapped = tf.compat.v1.wrap_function(imported, [])
     pruned = wrapped.prune([f"{n}:0" for n in INPUT_NAMES], f"{OUTPUT_NAME}:0")
-    keys = ("input_ids", "attention_mask", "token_type_ids") if hf_names else INPUT_NAMES
+    keys = tensor_names.INPUTS["hf"] if hf_names else INPUT_NAMES
     spec = {k: tf.TensorSpec([None, None], tf.int32, name=k) for k in keys}
 
     @tf.function(input_signature=[spec])

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from backends import REGISTRY
+from backends import REGISTRY, BackendEntry
 from harness import agreement
 from harness.cli import main
 from harness.squad.metrics import SquadScores
@@ -44,7 +44,8 @@ def agree(tmp_path: Path, data_args: list[str], *args: str) -> tuple[int, dict]:
 def test_null_and_onnxruntime_disagree(tmp_path, data_args, models, capsys,
                                        monkeypatch: pytest.MonkeyPatch) -> None:
     # a registered backend whose framework is missing is skipped with a note
-    monkeypatch.setitem(REGISTRY, "absent", ("no_such_framework_module:Backend", "absent"))
+    monkeypatch.setitem(REGISTRY, "absent", BackendEntry("no_such_framework_module:Backend",
+                                                        "absent", ("onnx",)))
     code, report = agree(tmp_path, data_args, "--model", str(models["fp32"]),
                          "--backends", "onnxruntime,null,absent")
     assert code == 1

@@ -9,32 +9,30 @@ import pytest
 
 pytest.importorskip("tensorflow")
 
+from backends import BackendSettings, FeatureBatch, load_backend  # noqa: E402
 from models import convert as convert_module  # noqa: E402
 from models.bert_weights import ModelConversionError, google_to_state_dict  # noqa: E402
 from models.convert import convert, load_source, main, torch_model  # noqa: E402
-from models.export_onnx import _validation_batch  # noqa: E402
+from models.export_onnx import validation_batch  # noqa: E402
 from tests.tiny_models import make_google_checkpoint, random_google_weights  # noqa: E402
 
 ATOL = 1e-3  # logits, absolute; the conversions measure ~3e-7 on these models
 
 
-def run_torch(model, batch: dict) -> tuple[np.ndarray, np.ndarray]:
+def run_torch(model, batch: FeatureBatch) -> tuple[np.ndarray, np.ndarray]:
     import torch
 
+    ids, mask, segments = (torch.from_numpy(a) for a in batch.arrays())
     with torch.inference_mode():
-        out = model(**{k: torch.from_numpy(v) for k, v in batch.items()})
+        out = model(input_ids=ids, attention_mask=mask, token_type_ids=segments)
     return out.start_logits.numpy(), out.end_logits.numpy()
 
 
-def run_file(path: Path, batch: dict) -> tuple[np.ndarray, np.ndarray]:
+def run_file(path: Path, batch: FeatureBatch) -> tuple[np.ndarray, np.ndarray]:
     """Logits of a converted file, run by its own framework (through the backends)."""
-    from backends import BackendSettings, FeatureBatch, get_backend_class
-
     name = {".onnx": "onnxruntime", ".pb": "tensorflow"}[path.suffix]
-    features = FeatureBatch(*batch.values())
-    with get_backend_class(name)(BackendSettings(device="cpu")) as backend:
-        backend.load(path)
-        return backend.predict(features)
+    with load_backend(name, path, BackendSettings(device="cpu")) as backend:
+        return backend.predict(batch)
 
 
 def assert_close(got: tuple, want: tuple) -> None:
@@ -68,7 +66,7 @@ def test_checkpoint_reading_skips_optimizer_state(ckpt: Path) -> None:
 def test_chain_ckpt_pytorch_onnx_tf_agrees_at_every_step(ckpt, reference, tmp_path) -> None:
     import torch
 
-    batch = _validation_batch(30522, seed=4)
+    batch = validation_batch(30522, seed=4)
     want = run_torch(reference, batch)
     pytorch = convert(ckpt, tmp_path / "model.pytorch")
     assert pytorch.reference == "TF graph built from the weights" and pytorch.max_abs_diff < ATOL
@@ -93,7 +91,7 @@ def test_chain_ckpt_pytorch_onnx_tf_agrees_at_every_step(ckpt, reference, tmp_pa
 def test_checkpoint_to_frozen_graph_directly(ckpt, reference, tmp_path) -> None:
     """MLPerf's own path (model.ckpt-5474 -> model.pb), checked against transformers."""
     assert main([str(ckpt), str(tmp_path / "model.pb")]) == 0
-    batch = _validation_batch(30522, seed=2)
+    batch = validation_batch(30522, seed=2)
     assert_close(run_file(tmp_path / "model.pb", batch), run_torch(reference, batch))
     # ...and back: frozen graph constants keep the checkpoint's variable names.
     report = convert(tmp_path / "model.pb", tmp_path / "back.ckpt-1", heads=2)
@@ -109,7 +107,7 @@ def test_tanh_gelu_matches_google_formula(ckpt, tmp_path) -> None:
     weights = load_source(ckpt).weights
     report = convert(ckpt, tmp_path / "tanh.pb", gelu="tanh")
     assert report.reference == "transformers (torch)"  # hidden_act gelu_new
-    batch = _validation_batch(30522)
+    batch = validation_batch(30522)
     tanh = run_file(tmp_path / "tanh.pb", batch)
     assert_close(tanh, run_torch(torch_model(weights, 2, "tanh"), batch))
     assert load_source(tmp_path / "tanh.pb", heads=2).gelu == "tanh"
@@ -130,7 +128,7 @@ def test_hf_checkpoint_to_frozen_graph_reads_heads_from_config(tmp_path) -> None
     report = convert(hf_dir, tmp_path / "hf.pb")
     assert report.notes == () and load_source(hf_dir).heads == 4
     model = BertForQuestionAnswering.from_pretrained(hf_dir, attn_implementation="eager").eval()
-    batch = _validation_batch(30522, seed=3)
+    batch = validation_batch(30522, seed=3)
     assert_close(run_file(tmp_path / "hf.pb", batch), run_torch(model, batch))
 
 
@@ -161,7 +159,7 @@ def test_real_hidden_sizes_one_layer_checkpoint(tmp_path) -> None:
     (tmp_path / "bert_config.json").unlink()  # MLPerf's files alone: heads = hidden / 64
     report = convert(ckpt, tmp_path / "model.pb")
     assert report.max_abs_diff < ATOL and "guessed" in report.notes[0]
-    start, end = run_file(tmp_path / "model.pb", _validation_batch(30522))
+    start, end = run_file(tmp_path / "model.pb", validation_batch(30522))
     assert start.shape == end.shape == (2, 384) and start.dtype == np.float32
     # Its state dict has exactly the keys and shapes of MLPerf's model.pytorch (the writer
     # saves google_to_state_dict's output; the pytorch conversion itself is tested above).
