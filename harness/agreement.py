@@ -18,11 +18,9 @@ recipes) cannot agree to fp32 tolerances; their F1 scores must instead be within
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import itertools
 import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -300,52 +298,3 @@ def report_path(config: AgreementConfig) -> Path:
     """``results/agreement/<model>[+<model>...].json`` (a path model by its file name)."""
     name = "+".join(slug(Path(m).name if Path(m).exists() else m) for m in config.models)
     return Path(config.results_dir) / "agreement" / f"{name}.json"
-
-
-# ---- command line (``python -m harness agree``) ----------------------------------------------
-
-
-def add_subcommand(sub, data_arguments: Callable[[argparse.ArgumentParser], None]) -> None:
-    """Register ``agree`` on the harness's subparsers; ``data_arguments`` adds --mirror etc."""
-    text = "run every backend on the same features; compare logits, answers, F1 and speed"
-    parser = sub.add_parser("agree", help=text, description=text)
-    parser.add_argument("--model", action="append", default=None,
-                        help=f"catalog name or path (default: {DEFAULT_MODEL}); comma-separated "
-                        "or repeated to compare models, e.g. NAME,NAME-int8-static")
-    parser.add_argument("--backends", default=None,
-                        help="comma-separated backends (default: every registered one but "
-                        "null; those not installed or unable to run the model are skipped)")
-    parser.add_argument("--batch-size", type=int, default=1, help="features per backend call")
-    parser.add_argument("--atol", type=float, default=AgreementConfig.atol,
-                        help="same-model pairs: most abs logit difference "
-                        "(default: %(default)g)")
-    parser.add_argument("--min-same", type=float, default=AgreementConfig.min_same,
-                        help="same-model pairs: least share of identical answers "
-                        "(default: %(default)g)")
-    parser.add_argument("--max-f1-diff", type=float, default=AgreementConfig.max_f1_diff,
-                        help="pairs of different models (fp32 vs int8): most F1 points apart "
-                        "(default: %(default)g)")
-    parser.add_argument("--threads", type=int, default=0, help="intra-op threads, 0 = default")
-    parser.add_argument("--device", choices=("auto", "cpu", "gpu"), default="auto")
-    parser.add_argument("--model-store", type=Path, default=DEFAULT_STORE)
-    parser.add_argument("--results-dir", type=Path, default=DEFAULT_RESULTS)
-    parser.add_argument("--no-progress", action="store_true", help="no progress bars")
-    data_arguments(parser)
-    parser.set_defaults(max_examples=AgreementConfig.data.max_examples)
-
-
-def command(args: argparse.Namespace, data: DataConfig) -> int:
-    """Run ``agree``; exit status 0 when every pair agrees, 1 when one does not."""
-    config = AgreementConfig(
-        models=tuple(m for value in args.model or [DEFAULT_MODEL] for m in value.split(",") if m),
-        backends=tuple(b for b in args.backends.split(",") if b) if args.backends else None,
-        batch_size=args.batch_size, atol=args.atol, min_same=args.min_same,
-        max_f1_diff=args.max_f1_diff,
-        backend_settings=BackendSettings(intra_op_threads=args.threads, device=args.device),
-        data=data, model_store=args.model_store, results_dir=args.results_dir,
-        progress=not args.no_progress,
-    )
-    report = run_agreement(config)
-    print(report.text(), end="")
-    print(f"{'all pairs agree' if report.ok else 'DISAGREEMENT'}; written to {report_path(config)}")
-    return 0 if report.ok else 1

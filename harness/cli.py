@@ -8,8 +8,10 @@ import time
 from pathlib import Path
 
 from backends import BackendError, BackendSettings, available_backends
+from backends.base import DEVICES
 from harness import agreement
 from harness.errors import ConfigError, HarnessError
+from harness.loadgen.results import DEFAULT_RESULTS
 from harness.loadgen.settings import SCENARIOS
 from harness.runner import RunConfig, execute
 from harness.squad.data import DataConfig, prepare_data
@@ -64,7 +66,7 @@ def _run_parser(sub, name: str, help_text: str) -> None:
     parser.add_argument("--threads", type=int, default=0,
                         help="intra-op threads, 0 = framework default")
     parser.add_argument("--inter-threads", type=int, default=0, help="inter-op threads")
-    parser.add_argument("--device", choices=("auto", "cpu", "gpu"), default="auto")
+    parser.add_argument("--device", choices=DEVICES, default="auto")
     parser.add_argument("--backend-option", action="append", metavar="KEY=VALUE",
                         help="backend-specific option, e.g. graph_optimization_level=all")
     parser.add_argument("--user-conf", type=Path, default=Path("user.conf"),
@@ -73,10 +75,57 @@ def _run_parser(sub, name: str, help_text: str) -> None:
                         help="short run: 10 s minimum duration, no minimum query count "
                         "(minutes on a laptop; INVALID for submissions)")
     parser.add_argument("--system", default=None, help="system name in the results tree")
-    parser.add_argument("--results-dir", type=Path, default=Path("results"))
+    parser.add_argument("--results-dir", type=Path, default=DEFAULT_RESULTS)
     parser.add_argument("--model-store", type=Path, default=DEFAULT_STORE)
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
     _data_arguments(parser)
+
+
+def _agree_parser(sub) -> None:
+    """``agree``: every backend on the same features (see :mod:`harness.agreement`)."""
+    text = "run every backend on the same features; compare logits, answers, F1 and speed"
+    parser = sub.add_parser("agree", help=text, description=text)
+    parser.add_argument("--model", action="append", default=None,
+                        help=f"catalog name or path (default: {DEFAULT_MODEL}); comma-separated "
+                        "or repeated to compare models, e.g. NAME,NAME-int8-static")
+    parser.add_argument("--backends", default=None,
+                        help="comma-separated backends (default: every registered one but "
+                        "null; those not installed or unable to run the model are skipped)")
+    parser.add_argument("--batch-size", type=int, default=1, help="features per backend call")
+    parser.add_argument("--atol", type=float, default=agreement.AgreementConfig.atol,
+                        help="same-model pairs: most abs logit difference "
+                        "(default: %(default)g)")
+    parser.add_argument("--min-same", type=float, default=agreement.AgreementConfig.min_same,
+                        help="same-model pairs: least share of identical answers "
+                        "(default: %(default)g)")
+    parser.add_argument("--max-f1-diff", type=float, default=agreement.AgreementConfig.max_f1_diff,
+                        help="pairs of different models (fp32 vs int8): most F1 points apart "
+                        "(default: %(default)g)")
+    parser.add_argument("--threads", type=int, default=0, help="intra-op threads, 0 = default")
+    parser.add_argument("--device", choices=DEVICES, default="auto")
+    parser.add_argument("--model-store", type=Path, default=DEFAULT_STORE)
+    parser.add_argument("--results-dir", type=Path, default=DEFAULT_RESULTS)
+    parser.add_argument("--no-progress", action="store_true", help="no progress bars")
+    _data_arguments(parser)
+    parser.set_defaults(max_examples=agreement.AgreementConfig.data.max_examples)
+
+
+def _cmd_agree(args: argparse.Namespace) -> int:
+    """Run ``agree``; exit status 0 when every pair agrees, 1 when one does not."""
+    config = agreement.AgreementConfig(
+        models=tuple(m for value in args.model or [DEFAULT_MODEL] for m in value.split(",") if m),
+        backends=tuple(b for b in args.backends.split(",") if b) if args.backends else None,
+        batch_size=args.batch_size, atol=args.atol, min_same=args.min_same,
+        max_f1_diff=args.max_f1_diff,
+        backend_settings=BackendSettings(intra_op_threads=args.threads, device=args.device),
+        data=_data_config(args), model_store=args.model_store, results_dir=args.results_dir,
+        progress=not args.no_progress,
+    )
+    report = agreement.run_agreement(config)
+    print(report.text(), end="")
+    verdict = "all pairs agree" if report.ok else "DISAGREEMENT"
+    print(f"{verdict}; written to {agreement.report_path(config)}")
+    return 0 if report.ok else 1
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -99,7 +148,7 @@ def build_parser() -> argparse.ArgumentParser:
     score.add_argument("log", type=Path)
     score.add_argument("--precision", choices=("fp32", "int8"), default="fp32")
     _data_arguments(score)
-    agreement.add_subcommand(sub, _data_arguments)
+    _agree_parser(sub)
     sub.add_parser("list", help="list backends and catalog models")
     return parser
 
@@ -177,7 +226,7 @@ def main(argv: list[str] | None = None) -> int:
         "model": _cmd_model,
         "score": _cmd_score,
         "list": _cmd_list,
-        "agree": lambda a: agreement.command(a, _data_config(a)),
+        "agree": _cmd_agree,
     }
     try:
         return commands[args.command](args)
