@@ -10,10 +10,11 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
-from backends.base import Backend, FeatureBatch
+from backends.base import Backend, BackendError, FeatureBatch
 
 
 class NullBackendFailure(RuntimeError):
@@ -27,16 +28,24 @@ class NullBackend(Backend):
         "fail_after": "raise on the batch after this many batches (failure tests)",
     }
 
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._loaded = False
+
     def version(self) -> str:
         return "0"
 
     def load(self, model_path: Path | None = None) -> None:
+        """Read the options; the model file, if any, is ignored."""
         options = self.settings.options
         self._delay_s = float(options.get("delay_ms", 0)) / 1000.0
         self._fail_after = options.get("fail_after")
         self._calls = 0
+        self._loaded = True
 
     def predict(self, batch: FeatureBatch) -> tuple[np.ndarray, np.ndarray]:
+        if not self._loaded:
+            raise BackendError("null backend: call load() before predict()")
         self._calls += 1
         if self._fail_after is not None and self._calls > int(self._fail_after):
             raise NullBackendFailure(f"null backend failing on purpose at batch {self._calls}")
@@ -50,3 +59,6 @@ class NullBackend(Backend):
         start[rows, first] = 10.0
         end[rows, np.minimum(first + 1, batch.input_ids.shape[1] - 1)] = 10.0
         return start, end
+
+    def close(self) -> None:
+        self._loaded = False
