@@ -64,8 +64,8 @@ class TensorFlowBackend(Backend):
 
     name = "tensorflow"
     known_options = {
-        "graph_rewrites": "on|off (default on): grappler's graph optimisations; off loads "
-                          "BERT-Large in seconds instead of minutes, for one-off checks",
+        "graph_rewrites": "on|off (default on): grappler's optimisations; off loads faster "
+                          "(one-off checks)",
     }
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:

@@ -7,7 +7,13 @@ import sys
 import time
 from pathlib import Path
 
-from backends import BackendError, BackendSettings, available_backends
+from backends import (
+    BackendError,
+    BackendSettings,
+    available_backends,
+    backend_entry,
+    get_backend_class,
+)
 from backends.base import DEVICES
 from harness import agreement
 from harness.errors import ConfigError, HarnessError
@@ -209,7 +215,18 @@ def _cmd_score(args: argparse.Namespace) -> int:
 
 
 def _cmd_list(_: argparse.Namespace) -> int:
-    print("backends: " + ", ".join(available_backends()))
+    print("backends:")
+    for name in available_backends():
+        entry = backend_entry(name)
+        print(f"  {name:12s} loads {', '.join(entry.formats)}")
+        try:
+            options = get_backend_class(name).known_options
+        except BackendError:
+            print(f"  {'':12s} not installed: {entry.install_hint()}")
+            continue
+        for option, text in options.items():
+            print(f"  {'':12s} --backend-option {option}=: {text}")
+    print("  (hf checkpoints are exported once for backends that load onnx or tf-frozen)")
     print("models:")
     for spec in CATALOG.values():
         print(f"  {spec.name:26s} {spec.format:10s} {spec.precision:5s} {spec.description}")
