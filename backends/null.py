@@ -3,11 +3,13 @@
 Its logits point at the first context token (start) and the token after it (end), so the
 whole pipeline (LoadGen, accuracy log, post-processing, EM/F1) produces real answer text.
 Options (``BackendSettings.options``): ``delay_ms`` sleeps per batch to stand in for a
-device; ``fail_after`` raises on the batch after that many batches, to test failure paths.
+device; ``fail_after`` raises on the call after that many calls and ``hang_after`` never
+returns from it, to test failure paths (the harness's two warm-up calls count).
 """
 
 from __future__ import annotations
 
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -25,7 +27,8 @@ class NullBackend(Backend):
     name = "null"
     known_options = {
         "delay_ms": "sleep this many ms per batch, standing in for a device",
-        "fail_after": "raise on the batch after this many batches (failure tests)",
+        "fail_after": "raise on the call after this many calls (failure tests)",
+        "hang_after": "never return from the call after this many calls (timeout tests)",
     }
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
@@ -40,6 +43,7 @@ class NullBackend(Backend):
         options = self.settings.options
         self._delay_s = float(options.get("delay_ms", 0)) / 1000.0
         self._fail_after = options.get("fail_after")
+        self._hang_after = options.get("hang_after")
         self._calls = 0
         self._loaded = True
 
@@ -49,6 +53,8 @@ class NullBackend(Backend):
         self._calls += 1
         if self._fail_after is not None and self._calls > int(self._fail_after):
             raise NullBackendFailure(f"null backend failing on purpose at batch {self._calls}")
+        if self._hang_after is not None and self._calls > int(self._hang_after):
+            threading.Event().wait()  # never returns: the harness must give up on the call
         if self._delay_s:
             time.sleep(self._delay_s)
         context = batch.segment_ids.astype(bool) & batch.input_mask.astype(bool)

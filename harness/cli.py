@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
 from pathlib import Path
@@ -17,21 +18,52 @@ from backends import (
 from backends.base import DEVICES
 from harness import agreement
 from harness.errors import ConfigError, HarnessError
+from harness.loadgen.driver import ForcedStop, RunInterrupted
 from harness.loadgen.results import DEFAULT_RESULTS
 from harness.loadgen.settings import SCENARIOS
 from harness.runner import RunConfig, execute
 from harness.squad.data import DataConfig, prepare_data
 from models.catalog import CATALOG, DEFAULT_MODEL, DEFAULT_STORE, resolve_model
 
+PROJECT_ROOT = Path(__file__).resolve().parents[1]
+
+
+def _cli_path(text: str) -> Path:
+    """A path from the command line, made absolute against the directory the user is in
+    (the harness may then move to the project folder: see :func:`_enter_workspace`)."""
+    return Path(text).expanduser().absolute()
+
+
+def _enter_workspace(args: argparse.Namespace) -> None:
+    """Run in the folder that holds the user.conf, datasets/, models/store/ and results/.
+
+    That is the current directory when it has a user.conf; run from anywhere else, the
+    project folder, saying so. Relative paths the user gave are already absolute here.
+    """
+    cwd = Path.cwd()
+    if (cwd / "user.conf").is_file() or cwd == PROJECT_ROOT \
+            or not (PROJECT_ROOT / "user.conf").is_file():
+        return
+    for name in ("model",):  # catalog names stay names; paths become absolute
+        value = getattr(args, name, None)
+        if isinstance(value, str) and Path(value).exists():
+            setattr(args, name, str(Path(value).absolute()))
+        elif isinstance(value, list):
+            setattr(args, name, [",".join(str(Path(v).absolute()) if Path(v).exists() else v
+                                          for v in item.split(",")) for item in value])
+    os.chdir(PROJECT_ROOT)
+    print(f"note: {cwd} has no user.conf, so this runs in the project folder {PROJECT_ROOT} "
+          "(its user.conf, datasets/, models/store/ and results/)", file=sys.stderr)
+
 
 def _data_arguments(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("data")
-    group.add_argument("--data-dir", type=Path, default=DataConfig.data_dir,
+    group.add_argument("--data-dir", type=_cli_path, default=DataConfig.data_dir,
                        help="where dev-v1.1.json and vocab.txt are kept (default: %(default)s)")
-    group.add_argument("--mirror", type=Path, action="append", default=None,
+    group.add_argument("--mirror", type=_cli_path, action="append", default=None,
                        help="local directory holding the official files, tried before the "
                        "URLs (repeatable; default: ../shared/squad)")
-    group.add_argument("--cache-dir", type=Path, default=DataConfig.cache_dir,
+    group.add_argument("--cache-dir", type=_cli_path, default=DataConfig.cache_dir,
                        help="feature cache directory (default: %(default)s)")
     group.add_argument("--no-download", action="store_true", help="never use the network")
     group.add_argument("--max-examples", type=int, default=None,
@@ -75,15 +107,23 @@ def _run_parser(sub, name: str, help_text: str) -> None:
     parser.add_argument("--device", choices=DEVICES, default="auto")
     parser.add_argument("--backend-option", action="append", metavar="KEY=VALUE",
                         help="backend-specific option, e.g. graph_optimization_level=all")
-    parser.add_argument("--user-conf", type=Path, default=Path("user.conf"),
+    parser.add_argument("--user-conf", type=_cli_path, default=Path("user.conf"),
                         help="LoadGen user.conf (default: %(default)s)")
     parser.add_argument("--short", action="store_true",
                         help="short run: 10 s minimum duration, no minimum query count "
                         "(minutes on a laptop; INVALID for submissions)")
     parser.add_argument("--system", default=None, help="system name in the results tree")
-    parser.add_argument("--results-dir", type=Path, default=DEFAULT_RESULTS)
-    parser.add_argument("--model-store", type=Path, default=DEFAULT_STORE)
+    parser.add_argument("--results-dir", type=_cli_path, default=DEFAULT_RESULTS)
+    parser.add_argument("--model-store", type=_cli_path, default=DEFAULT_STORE)
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
+    limits = parser.add_argument_group("limits (a run never hangs)")
+    limits.add_argument("--call-timeout", type=float, default=None, metavar="SECONDS",
+                        help="longest one backend call may take before the run ends as a "
+                        "backend failure (default: 20x the user.conf's expected time of a "
+                        "call, at least 30 s; 0: no limit)")
+    limits.add_argument("--max-run-minutes", type=float, default=None, metavar="MINUTES",
+                        help="refuse a run expected to take longer, and stop one that does "
+                        "(default: 4x LoadGen's minimum duration, at least 60)")
     _data_arguments(parser)
 
 
@@ -109,8 +149,8 @@ def _agree_parser(sub) -> None:
                         "(default: %(default)g)")
     parser.add_argument("--threads", type=int, default=0, help="intra-op threads, 0 = default")
     parser.add_argument("--device", choices=DEVICES, default="auto")
-    parser.add_argument("--model-store", type=Path, default=DEFAULT_STORE)
-    parser.add_argument("--results-dir", type=Path, default=DEFAULT_RESULTS)
+    parser.add_argument("--model-store", type=_cli_path, default=DEFAULT_STORE)
+    parser.add_argument("--results-dir", type=_cli_path, default=DEFAULT_RESULTS)
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
     _data_arguments(parser)
     parser.set_defaults(max_examples=agreement.AgreementConfig.data.max_examples)
@@ -147,11 +187,11 @@ def build_parser() -> argparse.ArgumentParser:
     model = sub.add_parser("model", help="fetch (and export) a catalog model")
     model.add_argument("--model", default=DEFAULT_MODEL)
     model.add_argument("--backend", default=None, help="default: the model's own backend")
-    model.add_argument("--model-store", type=Path, default=DEFAULT_STORE)
-    model.add_argument("--mirror", type=Path, action="append", default=None,
+    model.add_argument("--model-store", type=_cli_path, default=DEFAULT_STORE)
+    model.add_argument("--mirror", type=_cli_path, action="append", default=None,
                        help="local directory holding the model files")
     score = sub.add_parser("score", help="score an existing mlperf_log_accuracy.json")
-    score.add_argument("log", type=Path)
+    score.add_argument("log", type=_cli_path)
     score.add_argument("--precision", choices=("fp32", "int8"), default="fp32")
     _data_arguments(score)
     _agree_parser(sub)
@@ -176,12 +216,14 @@ def _cmd_run(args: argparse.Namespace, mode: str) -> int:
         model_store=args.model_store,
         results_dir=args.results_dir,
         progress=not args.no_progress,
+        call_timeout_s=args.call_timeout,
+        max_run_minutes=args.max_run_minutes,
     )
     outcome = execute(config)
     print("\n".join(outcome.loadgen.summary_lines()))
     if outcome.accuracy is not None:
         print(outcome.accuracy.text().rstrip())
-    print(f"results: {outcome.directory}")
+    print(f"results: {outcome.directory.resolve()}")
     return 0
 
 
@@ -246,9 +288,22 @@ def main(argv: list[str] | None = None) -> int:
         "agree": _cmd_agree,
     }
     try:
+        if args.command != "list":
+            _enter_workspace(args)
         return commands[args.command](args)
+    except ForcedStop as exc:
+        # LoadGen's thread may still be running: leave now, without interpreter shutdown
+        print(f"error: {exc}", file=sys.stderr, flush=True)
+        os._exit(exc.exit_code)
+    except RunInterrupted as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return exc.exit_code
     except (HarnessError, BackendError) as exc:
         print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except OSError as exc:  # a full disk or a read-only folder outside a run's own handling
+        where = f"{exc.filename}: " if exc.filename else ""
+        print(f"error: {where}{exc.strerror or exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)

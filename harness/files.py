@@ -64,8 +64,10 @@ def write_json_atomic(path: Path, data: Any) -> None:
 
 
 def slug(text: str) -> str:
-    """A path-safe name: lower case, ``[a-z0-9._-]`` only."""
-    return re.sub(r"[^a-z0-9._-]+", "-", text.lower()).strip("-") or "unnamed"
+    """A safe single path component: lower case, ``[a-z0-9._-]`` only, never starting with a
+    dot or a dash (so never ``.``, ``..`` or hidden), at most 100 characters."""
+    name = re.sub(r"[^a-z0-9._-]+", "-", str(text).lower()).strip("-.")[:100].strip("-.")
+    return name or "unnamed"
 
 
 def file_sha256(path: Path) -> str:

@@ -9,16 +9,26 @@ from __future__ import annotations
 
 import dataclasses
 import platform
+import signal
 import sys
 import tempfile
+import threading
 import time
 import traceback
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
-from backends import BackendSettings, get_backend_class
+from backends import BackendError, BackendSettings, get_backend_class
 from harness.errors import ConfigError, HarnessError
 from harness.files import file_md5, write_json_atomic
+from harness.loadgen.driver import ForcedStop, RunInterrupted, run_test
+from harness.loadgen.limits import (
+    RunLimits,
+    apply_limits,
+    check_run_time,
+    expected_run_s,
+    resolve_limits,
+)
 from harness.loadgen.qsl import QuerySampleLibrary
 from harness.loadgen.results import (
     DEFAULT_RESULTS,
@@ -29,7 +39,7 @@ from harness.loadgen.results import (
     write_text_atomic,
 )
 from harness.loadgen.settings import MODES, check_scenario, make_test_settings, resolved_user_conf
-from harness.loadgen.sut import LoadGenSUT, SUTSettings
+from harness.loadgen.sut import BackendCallTimeout, LoadGenSUT, SUTSettings
 from harness.squad.data import BERT_VOCAB, SQUAD_DEV, DataConfig, PreparedData, prepare_data
 from harness.squad.features import read_vocab
 from harness.system import default_system_name, describe_host
@@ -54,9 +64,22 @@ class RunConfig:
     model_mirrors: tuple[Path, ...] = ()
     results_dir: Path = DEFAULT_RESULTS
     progress: bool = True
+    # Limits (harness.loadgen.limits): None takes the default from the user.conf's
+    # expectations; call_timeout_s 0 turns the per-call timeout off.
+    call_timeout_s: float | None = None
+    max_run_minutes: float | None = None
 
     def validate(self) -> None:
         check_scenario(self.scenario)
+        if isinstance(self.batch_size, bool) or not isinstance(self.batch_size, int) \
+                or self.batch_size < 1:
+            raise ConfigError(f"--batch-size must be an integer of at least 1, got "
+                              f"{self.batch_size!r}")
+        if self.call_timeout_s is not None and not self.call_timeout_s >= 0:
+            raise ConfigError(f"--call-timeout must be >= 0 seconds (0: none), got "
+                              f"{self.call_timeout_s}")
+        if self.max_run_minutes is not None and not self.max_run_minutes > 0:
+            raise ConfigError(f"--max-run-minutes must be positive, got {self.max_run_minutes}")
         if self.mode not in MODES:
             raise ConfigError(f"unknown mode {self.mode!r}; choose one of {', '.join(MODES)}")
         if self.data.max_examples is not None and self.data.max_examples < 1:
@@ -85,7 +108,12 @@ def _log_settings(outdir: Path):
 
 
 def execute(config: RunConfig) -> RunOutcome:
-    """Run one LoadGen test as configured; raise HarnessError/BackendError on failure."""
+    """Run one LoadGen test as configured; raise HarnessError/BackendError on failure.
+
+    A run stopped by a signal raises :class:`RunInterrupted` (its logs kept in an
+    ``.interrupted-<time>`` folder); :class:`ForcedStop` means LoadGen may still be running
+    and the process must exit at once.
+    """
     config.validate()
     backend_class = get_backend_class(config.backend)  # unknown names fail before any work
     model = resolve_model(config.model, config.backend, config.model_store, config.model_mirrors,
@@ -107,42 +135,147 @@ def execute(config: RunConfig) -> RunOutcome:
         conf_path = Path(scratch) / "user.conf"
         conf_path.write_text(conf_text, encoding="utf-8")
         test_settings = make_test_settings(conf_path, config.scenario, config.mode)
+    limits = resolve_limits(
+        test_settings, config.scenario, config.batch_size, config.call_timeout_s,
+        None if config.max_run_minutes is None else config.max_run_minutes * 60,
+    )
+    apply_limits(test_settings, limits, config.mode)
     backend = backend_class(config.backend_settings)
-    backend.load(model.path)
-    staged = StagedRun(final)
     try:
-        write_text_atomic(staged.path / "user.conf", conf_text)  # exactly what LoadGen read
-        record = _settings_record(config, system, model, backend, data)
-        write_json_atomic(staged.path / "settings.json", record)
-        loadgen = _start_test(backend, data.features, config, test_settings, staged.path)
-        accuracy = None
-        if config.mode == "accuracy":
-            accuracy = _score(staged.path, data, model)
-        _write_summary(staged.path, config, system, model.name, loadgen, accuracy)
-    except BaseException as exc:
-        failed = staged.fail(f"{type(exc).__name__}: {exc}\n\n{traceback.format_exc()}")
-        if isinstance(exc, HarnessError):
-            raise HarnessError(f"{exc}\nThe run's logs are kept in {failed}") from exc
-        raise
+        backend.load(model.path)
+        warmup = _warm_up(backend, data.features, config.batch_size, limits.call_timeout_s)
+        estimate_s, issued = expected_run_s(test_settings, config.scenario, config.mode,
+                                            len(data.features), warmup["s_per_sample"])
+        warmup.update(estimated_run_s=round(estimate_s, 1), loadgen_issues=issued)
+        check_run_time(estimate_s, issued, limits, config.scenario, warmup["s_per_sample"])
+        staged = StagedRun(final)
+        try:
+            loadgen, accuracy = _record_and_run(staged, config, system, model, backend, data,
+                                                conf_text, test_settings, limits, warmup)
+        except BaseException as exc:
+            _keep(staged, exc, config)
+        return RunOutcome(_commit(staged), loadgen, accuracy)
     finally:
         backend.close()
-    return RunOutcome(staged.commit(), loadgen, accuracy)
 
 
-def _start_test(backend, features, config: RunConfig, test_settings, outdir: Path) -> LoadGenResult:
-    import mlperf_loadgen as lg
+def _record_and_run(staged: StagedRun, config: RunConfig, system: str, model, backend,
+                    data: PreparedData, conf_text: str, test_settings, limits: RunLimits,
+                    warmup: dict) -> tuple[LoadGenResult, Any]:
+    write_text_atomic(staged.path / "user.conf", conf_text)  # exactly what LoadGen read
+    record = _settings_record(config, system, model, backend, data)
+    record.update(limits=limits.to_json(), warmup=warmup)
+    write_json_atomic(staged.path / "settings.json", record)
+    loadgen = _start_test(backend, data.features, config, test_settings, limits, staged.path)
+    accuracy = _score(staged.path, data, model) if config.mode == "accuracy" else None
+    _write_summary(staged.path, config, system, model.name, loadgen, accuracy)
+    return loadgen, accuracy
 
+
+def _keep(staged: StagedRun, exc: BaseException, config: RunConfig) -> NoReturn:
+    """Keep a run that did not finish, with a note saying why; raise what the user sees:
+    one line naming the kept folder, and for a signal the exit code it calls for."""
+    if isinstance(exc, KeyboardInterrupt):  # a Ctrl-C outside the LoadGen test itself
+        exc = RunInterrupted(signal.SIGINT)
+    interrupted = isinstance(exc, RunInterrupted) or (
+        isinstance(exc, ForcedStop) and exc.exit_code > 128)
+    if isinstance(exc, RunInterrupted):
+        _summarise_stopped(staged.path, config, str(exc))
+        note = f"{exc}\n"
+    else:
+        note = f"{type(exc).__name__}: {exc}\n\n{traceback.format_exc()}"
+    kept = staged.keep(note, "interrupted" if interrupted else "failed")
+    where = f"The run's logs are kept in {kept}"
+    if isinstance(exc, (RunInterrupted, ForcedStop)):
+        exc.args = (f"{exc}. {where}",)  # keeps its exit code
+        raise exc
+    if isinstance(exc, OSError):  # a full disk, a read-only folder
+        raise HarnessError(f"cannot write {exc.filename or 'the results'}: "
+                           f"{exc.strerror or exc}. {where}") from None
+    if isinstance(exc, (HarnessError, BackendError)):
+        raise HarnessError(f"{exc}\n{where}") from exc
+    raise exc
+
+
+def _commit(staged: StagedRun) -> Path:
+    try:
+        return staged.commit()
+    except OSError as exc:
+        kept = staged.keep(f"could not move the finished run into place: {exc}")
+        raise HarnessError(f"cannot move the finished run to {staged.final}: "
+                           f"{exc.strerror or exc}. It is kept in {kept}") from None
+
+
+def _summarise_stopped(outdir: Path, config: RunConfig, reason: str) -> None:
+    """A summary for a run that LoadGen ended early, when its detail log is there."""
+    try:
+        result = parse_detail_log(outdir / "mlperf_log_detail.txt", config.scenario, config.mode)
+        lines = [f"STOPPED EARLY: {reason}", *result.summary_lines()]
+        write_text_atomic(outdir / "summary.txt", "\n".join(lines) + "\n")
+    except (OSError, HarnessError, ValueError):
+        pass  # no or partial logs: the note says what happened
+
+
+def _warm_up(backend, features, batch_size: int, timeout_s: float | None) -> dict:
+    """Two untimed-by-LoadGen calls on real features: the first warms caches, the second is
+    timed; each must return within ``timeout_s``. Seconds per sample of the second call."""
+    batch = features.batch(list(range(min(batch_size, len(features)))))
+    seconds = 0.0
+    for _ in range(2):
+        started = time.perf_counter()
+        _call_with_timeout(backend, batch, timeout_s)
+        seconds = time.perf_counter() - started
+    return {"batch_size": len(batch), "s_per_sample": seconds / len(batch)}
+
+
+def _call_with_timeout(backend, batch, timeout_s: float | None) -> None:
+    """``backend.predict`` on a daemon thread: a call that never returns is given up."""
+    outcome: list[BaseException | None] = []
+
+    def call() -> None:
+        try:
+            backend.predict(batch)
+            outcome.append(None)
+        except BaseException as exc:  # noqa: BLE001 - re-raised below
+            outcome.append(exc)
+
+    thread = threading.Thread(target=call, name="warm-up", daemon=True)
+    thread.start()
+    thread.join(timeout_s)
+    if not outcome:
+        raise BackendCallTimeout(
+            f"backend {backend.name!r}: the warm-up call on {len(batch)} samples did not return "
+            f"within {timeout_s:g} s (raise --call-timeout if the backend is that slow)"
+        )
+    if outcome[0] is not None:
+        raise outcome[0]
+
+
+def _start_test(backend, features, config: RunConfig, test_settings, limits: RunLimits,
+                outdir: Path) -> LoadGenResult:
     qsl = QuerySampleLibrary(features)
-    sut = LoadGenSUT(backend, qsl, SUTSettings(config.batch_size, config.progress))
+    sut = LoadGenSUT(backend, qsl, SUTSettings(
+        config.batch_size, config.progress, limits.call_timeout_s, limits.deadline_s,
+        hold_on_stop=config.scenario == "Server" and config.mode == "performance",
+    ))
     sut_handle = sut.construct()
     qsl_handle = qsl.construct()
     started = time.monotonic()
     try:
-        lg.StartTestWithLogSettings(sut_handle, qsl_handle, test_settings, _log_settings(outdir))
-    finally:
+        signum = run_test(sut, sut_handle, qsl_handle, test_settings, _log_settings(outdir))
+    except ForcedStop:
+        raise  # LoadGen still holds the handles: leave them
+    except BaseException:
         sut.destroy()
         qsl.destroy()
+        raise
+    sut.destroy()
+    qsl.destroy()
+    if signum is not None:
+        raise RunInterrupted(signum)
     sut.raise_if_failed()
+    if sut.stopped:  # the run passed its time limit
+        raise HarnessError(f"the run was stopped: {sut.stop_reason}")
     result = parse_detail_log(outdir / "mlperf_log_detail.txt", config.scenario, config.mode)
     write_json_atomic(
         outdir / "result.json",

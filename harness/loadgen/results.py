@@ -4,7 +4,9 @@ One function, :func:`run_dir`, computes every output path; the tree mirrors an M
 submission: ``results/<system>/<model>/<scenario>/performance/run_1`` and
 ``.../<scenario>/accuracy``. A run writes into a staging directory beside its final place
 and is moved there only when it succeeded; a failed run is kept as ``<dir>.failed-<time>``
-with a FAILED.txt saying why, so its logs are never lost and never mistaken for a result.
+(an interrupted one as ``<dir>.interrupted-<time>``) with a note saying why, so its logs are
+never lost and never mistaken for a result. A replaced result goes to ``<scenario>/history/``.
+Runs into one folder are serialised by a lock file.
 """
 
 from __future__ import annotations
@@ -18,6 +20,9 @@ import time
 from pathlib import Path
 from typing import Any
 
+from filelock import FileLock, Timeout
+
+from harness.errors import HarnessError
 from harness.files import slug, write_text_atomic
 
 DEFAULT_RESULTS = Path("results")
@@ -30,32 +35,128 @@ def run_dir(results_root: Path, system: str, model: str, scenario: str, mode: st
     return base / "performance" / "run_1" if mode == "performance" else base / "accuracy"
 
 
+class RunBusyError(HarnessError):
+    """Another run is writing into the same results folder."""
+
+
+def _stamp() -> str:
+    """A time stamp for folder names, unique per process: ``20261125-213000-123456-p4242``."""
+    now = time.time()
+    return (f"{time.strftime('%Y%m%d-%H%M%S', time.localtime(now))}-"
+            f"{int(now % 1 * 1e6):06d}-p{os.getpid()}")
+
+
+def _free_name(path: Path) -> Path:
+    """``path``, or ``path-2``, ``path-3``... whichever does not exist yet."""
+    candidate, number = path, 1
+    while candidate.exists():
+        number += 1
+        candidate = path.with_name(f"{path.name}-{number}")
+    return candidate
+
+
+def history_dir(final: Path) -> Path:
+    """Where replaced results of ``final`` go: ``<scenario>/history/`` beside the modes."""
+    scenario_dir = final.parent.parent if final.name.startswith("run_") else final.parent
+    return scenario_dir / "history"
+
+
 class StagedRun:
-    """A staging directory that becomes ``final`` on :meth:`commit` or is kept as failed."""
+    """A staging directory that becomes ``final`` on :meth:`commit`, or is kept as failed or
+    interrupted (:meth:`keep`).
+
+    It holds an exclusive lock on ``final`` from creation to :meth:`release`: a second run
+    into the same folder is refused, never interleaved. Under the lock, staging folders left
+    by a killed run are kept as ``<final>.killed-<time>`` with a note, and leftover temporary
+    files are removed. A result that ``commit`` replaces is moved to :func:`history_dir`.
+    """
 
     def __init__(self, final: Path) -> None:
         self.final = Path(final)
-        self.final.parent.mkdir(parents=True, exist_ok=True)
-        self.path = Path(tempfile.mkdtemp(dir=self.final.parent, prefix=f".{self.final.name}."))
-        os.chmod(self.path, DIR_MODE)
+        try:
+            self.final.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise HarnessError(f"cannot create the results folder {self.final.parent}: "
+                               f"{exc.strerror or exc}") from None
+        lock_path = self.final.parent / f".{self.final.name}.lock"
+        self._lock = FileLock(str(lock_path))
+        try:
+            self._lock.acquire(timeout=0)
+        except Timeout:
+            raise RunBusyError(
+                f"another run is writing {self.final} now (it holds {lock_path}); wait for it "
+                "to finish, or give this run another --system or --results-dir"
+            ) from None
+        except OSError as exc:  # a read-only results folder
+            raise HarnessError(f"cannot write in {self.final.parent}: "
+                               f"{exc.strerror or exc}") from None
+        try:
+            self.recovered = self._recover_orphans()
+            self.path = Path(tempfile.mkdtemp(dir=self.final.parent,
+                                              prefix=f".{self.final.name}.staging-"))
+            os.chmod(self.path, DIR_MODE)
+        except OSError as exc:
+            self.release()
+            raise HarnessError(f"cannot write in {self.final.parent}: "
+                               f"{exc.strerror or exc}") from None
+
+    def _recover_orphans(self) -> list[Path]:
+        """Under the lock, any staging folder of this target belongs to a dead run."""
+        kept = []
+        parent, name = self.final.parent, self.final.name
+        for orphan in sorted(parent.glob(f".{name}.staging-*")):
+            note = ("This run's process ended before the run finished (it was killed, or the "
+                    "machine stopped); its logs are as it left them.\n")
+            try:
+                write_text_atomic(orphan / "FAILED.txt", note)
+            except OSError:
+                pass
+            target = _free_name(self.final.with_name(f"{name}.killed-{_stamp()}"))
+            os.replace(orphan, target)
+            kept.append(target)
+        for leftover in parent.glob(f".{name}.old-*"):  # a commit cut short
+            shutil.rmtree(leftover, ignore_errors=True)
+        for temp in parent.glob(".*.tmp"):  # atomic writes cut short
+            temp.unlink(missing_ok=True)
+        return kept
 
     def commit(self) -> Path:
-        """Replace any previous result at ``final`` with this run."""
+        """Put this run at ``final``; a result already there moves to the history folder."""
         if self.final.exists():
-            trash = self.final.with_name(f".{self.final.name}.old-{os.getpid()}")
-            os.replace(self.final, trash)
-            os.replace(self.path, self.final)
-            shutil.rmtree(trash, ignore_errors=True)
-        else:
-            os.replace(self.path, self.final)
+            history = history_dir(self.final)
+            history.mkdir(parents=True, exist_ok=True)
+            mode = self.final.parent.name if self.final.name.startswith("run_") else ""
+            label = f"{mode}-{self.final.name}" if mode else self.final.name
+            os.replace(self.final, _free_name(history / f"{label}-replaced-{_stamp()}"))
+        os.replace(self.path, self.final)
+        self.release()
         return self.final
+
+    def keep(self, reason: str, kind: str = "failed") -> Path:
+        """Keep the logs as ``<final>.<kind>-<time>`` with ``FAILED.txt`` (or
+        ``INTERRUPTED.txt``) saying why; best effort on a full or read-only disk."""
+        note = "INTERRUPTED.txt" if kind == "interrupted" else "FAILED.txt"
+        kept = self.path
+        try:
+            write_text_atomic(self.path / note, reason.rstrip() + "\n")
+        except OSError:
+            pass  # a full disk: the folder name still says what happened
+        try:
+            kept = _free_name(self.final.with_name(f"{self.final.name}.{kind}-{_stamp()}"))
+            os.replace(self.path, kept)
+        except OSError:
+            kept = self.path
+        self.release()
+        return kept
 
     def fail(self, reason: str) -> Path:
         """Keep the logs under a name that says the run failed, with the reason beside them."""
-        write_text_atomic(self.path / "FAILED.txt", reason.rstrip() + "\n")
-        failed = self.final.with_name(f"{self.final.name}.failed-{time.strftime('%Y%m%d-%H%M%S')}")
-        os.replace(self.path, failed)
-        return failed
+        return self.keep(reason, "failed")
+
+    def release(self) -> None:
+        """Let other runs write into ``final`` again."""
+        if self._lock.is_locked:
+            self._lock.release()
 
 
 @dataclasses.dataclass(frozen=True)

@@ -7,9 +7,15 @@ MultiStream: whatever has arrived, up to ``batch_size``), calls the backend, and
 the samples. Each response buffer is a slice of a numpy array that stays referenced until
 ``QuerySamplesComplete`` has returned (LoadGen copies the bytes for its accuracy log).
 
-A backend that raises does not hang the run: the error is kept, every outstanding and later
-sample is completed with an empty response so LoadGen can finish and write its logs, and
-the error is raised again when the test ends.
+Stopping. A run stops early when the backend raises, when a backend call outlives
+``call_timeout_s`` (a watchdog thread notices, abandons the stuck call and carries on with a
+fresh worker), when the run passes ``deadline_s``, or when :meth:`LoadGenSUT.stop` is called
+(Ctrl-C, SIGTERM). From then on no sample reaches the backend: samples are completed with
+empty responses so that LoadGen ends and writes its logs. LoadGen's Server scenario issues
+queries on its schedule whatever the SUT does, so there (``hold_on_stop``) the adapter holds
+the queries instead: LoadGen's ``server_max_async_queries`` limit then ends the test within
+a few queries, and everything held is completed at ``flush_queries``. The reason is kept and
+the error raised again when the test ends.
 """
 
 from __future__ import annotations
@@ -17,6 +23,7 @@ from __future__ import annotations
 import dataclasses
 import queue
 import threading
+import time
 import traceback
 from collections import deque
 
@@ -31,19 +38,38 @@ class BackendRunError(HarnessError):
     """The backend failed during the LoadGen test."""
 
 
+class BackendCallTimeout(BackendRunError):
+    """A backend call did not return within the per-call timeout."""
+
+
 @dataclasses.dataclass(frozen=True)
 class SUTSettings:
-    """How the adapter batches: at most ``batch_size`` samples per backend call."""
+    """How the adapter batches and when it gives up.
+
+    ``batch_size``: most samples per backend call. ``call_timeout_s``: longest a backend
+    call may take (None: no limit). ``deadline_s``: seconds after :meth:`construct` at
+    which the run is stopped (None: none). ``hold_on_stop``: hold queries after a stop until
+    LoadGen flushes (Server performance runs; see the module doc).
+    """
 
     batch_size: int = 1
     progress: bool = True
+    call_timeout_s: float | None = None
+    deadline_s: float | None = None
+    hold_on_stop: bool = False
 
     def __post_init__(self) -> None:
         if self.batch_size < 1:
             raise HarnessError(f"batch size must be at least 1, got {self.batch_size}")
+        for label, value in (("call timeout", self.call_timeout_s),
+                             ("deadline", self.deadline_s)):
+            if value is not None and not value > 0:
+                raise HarnessError(f"{label} must be positive seconds, got {value}")
 
 
-_STOP = object()
+_STOP = object()  # the test is over: finish and end the worker
+_FLUSH = object()  # LoadGen issues no more queries
+_WAKE = object()  # look at the stop state now
 
 
 class LoadGenSUT:
@@ -55,12 +81,24 @@ class LoadGenSUT:
         self.backend = backend
         self.qsl = qsl
         self.settings = settings
-        self.completed = 0  # samples completed, including failed ones
-        self.batches = 0  # backend calls made
-        self.error: BaseException | None = None
+        self.completed = 0  # samples completed, including empty ones
+        self.batches = 0  # backend calls that returned
+        self.error: BaseException | None = None  # the backend's failure, if any
         self.error_traceback = ""
+        self.stop_reason: str | None = None  # why the run stopped early, if it did
         self._queue: queue.SimpleQueue = queue.SimpleQueue()
+        self._lock = threading.Lock()
+        self._generation = 0  # bumped when a stuck worker is abandoned
+        self._in_call: tuple[list[int], float] | None = None  # (ids, started) of the call
+        # taken from the queue, not yet sent: shared, so that a worker that replaces a
+        # stuck one carries on with the same samples
+        self._pending: deque = deque()
+        self._held: list[int] = []
+        self._flushed = False
         self._worker: threading.Thread | None = None
+        self._watchdog: threading.Thread | None = None
+        self._closing = threading.Event()
+        self._deadline: float | None = None
         self._handle = None
         self._bar = None
 
@@ -70,16 +108,42 @@ class LoadGenSUT:
         self._queue.put([(sample.id, sample.index) for sample in query_samples])
 
     def flush_queries(self) -> None:
-        """Nothing is held back between queries, so there is nothing to flush."""
+        """LoadGen will issue nothing more: release anything held after a stop."""
+        self._queue.put(_FLUSH)
+
+    # -- stopping ----------------------------------------------------------------------
+    @property
+    def stopped(self) -> bool:
+        return self.stop_reason is not None
+
+    def stop(self, reason: str) -> None:
+        """Stop sending samples to the backend (any thread; the first reason is kept)."""
+        with self._lock:
+            if self.stop_reason is None:
+                self.stop_reason = reason
+        self._queue.put(_WAKE)
+
+    def _fail(self, exc: BaseException, trace: str) -> None:
+        with self._lock:
+            if self.error is None:
+                self.error, self.error_traceback = exc, trace
+        self.stop(f"the backend failed: {type(exc).__name__}: {exc}")
 
     # -- worker ------------------------------------------------------------------------
-    def _next_batch(self, pending: deque) -> list[tuple[int, int]] | None:
+    def _next_batch(self) -> list[tuple[int, int]] | None:
         """Take up to batch_size samples, blocking only when nothing is pending."""
+        pending = self._pending
         while not pending:
             item = self._queue.get()
             if item is _STOP:
                 return None
-            pending.extend(item)
+            if item is _FLUSH:
+                self._flushed = True
+                self._release_held()
+            elif item is not _WAKE:
+                pending.extend(item)
+            elif self.stopped:
+                return []  # let the caller see the stop
         # Gather whatever else has already arrived (Server: queries issued meanwhile).
         while len(pending) < self.settings.batch_size:
             try:
@@ -89,60 +153,133 @@ class LoadGenSUT:
             if item is _STOP:
                 self._queue.put(_STOP)  # finish what is pending first, then stop
                 break
-            pending.extend(item)
-        size = min(self.settings.batch_size, len(pending))
+            if item is _FLUSH:
+                self._flushed = True
+                self._release_held()
+            elif item is not _WAKE:
+                pending.extend(item)
+        if self.stopped:  # nothing more goes to the backend: take everything
+            size = len(pending)
+        else:
+            size = min(self.settings.batch_size, len(pending))
         return [pending.popleft() for _ in range(size)]
 
-    def _run(self) -> None:
+    def _run(self, generation: int) -> None:
+        while (batch := self._next_batch()) is not None:
+            if not batch:
+                continue
+            ids = [sample_id for sample_id, _ in batch]
+            if self._deadline is not None and time.monotonic() > self._deadline:
+                self.stop(f"the run passed its time limit of {self.settings.deadline_s:g} s")
+            if self.stopped:
+                self._stopped_samples(ids)
+                continue
+            output = None
+            with self._lock:
+                self._in_call = (ids, time.monotonic())
+            try:
+                start, end = self.backend.predict(self.qsl.batch([i for _, i in batch]))
+                # [B, S, 2] float32: the layout of the reference's response buffers
+                output = np.ascontiguousarray(np.stack([start, end], axis=-1), np.float32)
+            except BaseException as exc:  # noqa: BLE001 - reported after LoadGen ends
+                if generation == self._generation:
+                    self._fail(exc, traceback.format_exc())
+            with self._lock:
+                if generation != self._generation:
+                    return  # the watchdog gave up on this call and completed its samples
+                self._in_call = None
+                if output is not None:
+                    self.batches += 1
+            self._complete(ids, output)
+
+    def _stopped_samples(self, ids: list[int]) -> None:
+        """After a stop: hold the samples (Server, until the flush) or complete them empty."""
+        if self.settings.hold_on_stop and not self._flushed:
+            self._held.extend(ids)
+        else:
+            self._complete(ids, None)
+
+    def _release_held(self) -> None:
+        held, self._held = self._held, []
+        if held:
+            self._complete(held, None)
+
+    def _complete(self, ids: list[int], output: np.ndarray | None) -> None:
         import mlperf_loadgen as lg
 
-        pending: deque = deque()
-        while (batch := self._next_batch(pending)) is not None:
-            ids = [sample_id for sample_id, _ in batch]
-            output = None
-            if self.error is None:
-                try:
-                    start, end = self.backend.predict(self.qsl.batch([i for _, i in batch]))
-                    # [B, S, 2] float32: the layout of the reference's response buffers
-                    output = np.ascontiguousarray(np.stack([start, end], axis=-1), np.float32)
-                    self.batches += 1
-                except BaseException as exc:  # noqa: BLE001 - reported after LoadGen ends
-                    self.error = exc
-                    self.error_traceback = traceback.format_exc()
-            if output is not None:
-                responses = [
-                    lg.QuerySampleResponse(sample_id, output[row].ctypes.data, output[row].nbytes)
-                    for row, sample_id in enumerate(ids)
-                ]
-            else:
-                responses = [lg.QuerySampleResponse(sample_id, 0, 0) for sample_id in ids]
-            lg.QuerySamplesComplete(responses)
-            del output  # only now may the buffers go
-            self.completed += len(ids)
-            if self._bar is not None:
-                self._bar.update(len(ids))
+        if output is not None:
+            responses = [
+                lg.QuerySampleResponse(sample_id, output[row].ctypes.data, output[row].nbytes)
+                for row, sample_id in enumerate(ids)
+            ]
+        else:
+            responses = [lg.QuerySampleResponse(sample_id, 0, 0) for sample_id in ids]
+        lg.QuerySamplesComplete(responses)
+        del output  # only now may the buffers go
+        self.completed += len(ids)
+        if self._bar is not None:
+            self._bar.update(len(ids))
+
+    # -- watchdog ----------------------------------------------------------------------
+    def _watch(self) -> None:
+        """Give up on a backend call past its timeout; stop a run past its deadline."""
+        limits = [v for v in (self.settings.call_timeout_s, self.settings.deadline_s) if v]
+        period = min(0.25, *(v / 4 for v in limits))
+        while not self._closing.wait(period):
+            now = time.monotonic()
+            if self._deadline is not None and now > self._deadline and not self.stopped:
+                self.stop(f"the run passed its time limit of {self.settings.deadline_s:g} s")
+            timeout = self.settings.call_timeout_s
+            with self._lock:
+                stuck = self._in_call
+                if stuck is None or timeout is None or now - stuck[1] <= timeout:
+                    continue
+                self._generation += 1  # the stuck worker will complete nothing
+                self._in_call = None
+            exc = BackendCallTimeout(
+                f"a backend call on {len(stuck[0])} samples did not return within "
+                f"{timeout:g} s (raise --call-timeout if the backend is that slow)"
+            )
+            self._fail(exc, "")
+            self._complete(stuck[0], None)
+            self._start_worker()
 
     # -- lifecycle ---------------------------------------------------------------------
+    def _start_worker(self) -> None:
+        self._worker = threading.Thread(target=self._run, args=(self._generation,),
+                                        name=f"sut-worker-{self._generation}", daemon=True)
+        self._worker.start()
+
     def construct(self):
-        """Start the worker and create the LoadGen SUT handle."""
+        """Start the worker (and watchdog) and create the LoadGen SUT handle."""
         import mlperf_loadgen as lg
 
         if self.settings.progress:
             from tqdm import tqdm
 
             self._bar = tqdm(desc="samples", unit="sample", mininterval=1.0, leave=False)
-        self._worker = threading.Thread(target=self._run, name="sut-worker", daemon=True)
-        self._worker.start()
+        if self.settings.deadline_s is not None:
+            self._deadline = time.monotonic() + self.settings.deadline_s
+        self._start_worker()
+        if self.settings.call_timeout_s is not None or self.settings.deadline_s is not None:
+            self._watchdog = threading.Thread(target=self._watch, name="sut-watchdog",
+                                              daemon=True)
+            self._watchdog.start()
         self._handle = lg.ConstructSUT(self.issue_queries, self.flush_queries)
         return self._handle
 
     def destroy(self) -> None:
-        """Stop the worker, destroy the handle, and raise the backend's error if it failed."""
+        """Stop the worker and watchdog and destroy the handle."""
         import mlperf_loadgen as lg
 
+        self._closing.set()
+        if self._watchdog is not None:
+            self._watchdog.join()
+            self._watchdog = None
         if self._worker is not None:
             self._queue.put(_STOP)
-            self._worker.join()
+            # A worker stuck in a backend call that never returns is abandoned (daemon).
+            self._worker.join(timeout=None if self.error is None else 5.0)
             self._worker = None
         if self._bar is not None:
             self._bar.close()
@@ -153,8 +290,11 @@ class LoadGenSUT:
 
     def raise_if_failed(self) -> None:
         """Raise :class:`BackendRunError` if the backend failed during the test."""
-        if self.error is not None:
-            raise BackendRunError(
-                f"backend {self.backend.name!r} failed during the run: "
-                f"{type(self.error).__name__}: {self.error}"
-            ) from self.error
+        if self.error is None:
+            return
+        if isinstance(self.error, BackendRunError):
+            raise self.error
+        raise BackendRunError(
+            f"backend {self.backend.name!r} failed during the run: "
+            f"{type(self.error).__name__}: {self.error}"
+        ) from self.error

@@ -1,0 +1,144 @@
+"""Bounds on a run: how long one backend call and the whole run may take.
+
+LoadGen runs until its minimum duration and query count are met, however slow the system
+is: an impossible Server target (100,000 QPS on a model doing 15 samples/s) makes it issue
+hundreds of thousands of queries and wait for every one of them, for hours. So before a
+run the harness
+
+* times the backend on one batch (after a warm-up call) and estimates how long the run
+  will take from what LoadGen will issue; a run expected to exceed its limit is refused,
+  saying what to set;
+* gives LoadGen its own limits: ``max_duration_ms`` (performance runs stop issuing past the
+  run limit) and, in Server, ``server_max_async_queries`` (the test ends early once more
+  than ``OUTSTANDING_BUDGET_S`` seconds of queries at the target rate are outstanding:
+  such a run cannot meet the 130 ms bound anyway, and a stopped run ends this way within a
+  few queries);
+* gives the SUT a per-call timeout (a call that never returns ends the run as a backend
+  failure) and a deadline a little past the run limit.
+
+Every figure is recorded in ``settings.json``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from typing import Any
+
+from harness.errors import ConfigError
+
+OUTSTANDING_BUDGET_S = 2.0  # Server: seconds of queries at the target rate allowed in flight
+MIN_OUTSTANDING = 8  # ... but never fewer queries than this
+CALL_TIMEOUT_FLOOR_S = 30.0  # the per-call timeout is never shorter than this by default
+CALL_TIMEOUT_FACTOR = 20.0  # default timeout: this many times the expected time of a call
+RUN_LIMIT_FLOOR_S = 3600.0  # the default run limit is never shorter than an hour
+RUN_LIMIT_FACTOR = 4.0  # ... nor than this many times LoadGen's minimum duration
+DEADLINE_GRACE_S = 60.0  # the SUT stops a run this long after the run limit
+
+
+@dataclasses.dataclass(frozen=True)
+class RunLimits:
+    """Resolved bounds (seconds; ``call_timeout_s`` None: calls are not timed out)."""
+
+    call_timeout_s: float | None
+    max_run_s: float
+    server_max_async_queries: int | None
+    expected_s_per_sample: float
+
+    @property
+    def deadline_s(self) -> float:
+        return self.max_run_s + DEADLINE_GRACE_S
+
+    def to_json(self) -> dict[str, Any]:
+        return {**dataclasses.asdict(self), "deadline_s": self.deadline_s}
+
+
+def expected_s_per_sample(test_settings: Any, scenario: str) -> float:
+    """Seconds per sample that the user.conf expects (target QPS or expected latency)."""
+    if scenario == "Offline":
+        qps = test_settings.offline_expected_qps
+    elif scenario == "Server":
+        qps = test_settings.server_target_qps
+    elif scenario == "SingleStream":
+        return test_settings.single_stream_expected_latency_ns / 1e9
+    else:
+        per_query = test_settings.multi_stream_expected_latency_ns / 1e9
+        return per_query / max(1, test_settings.multi_stream_samples_per_query)
+    return 1.0 / qps if qps > 0 else math.inf
+
+
+def resolve_limits(test_settings: Any, scenario: str, batch_size: int,
+                   call_timeout_s: float | None = None,
+                   max_run_s: float | None = None) -> RunLimits:
+    """The run's limits: the given ones, or defaults from the user.conf's expectations.
+
+    ``call_timeout_s`` 0 turns the per-call timeout off.
+    """
+    per_sample = expected_s_per_sample(test_settings, scenario)
+    if call_timeout_s is None:
+        expected_call = per_sample * batch_size
+        call_timeout_s = max(CALL_TIMEOUT_FLOOR_S, CALL_TIMEOUT_FACTOR * expected_call) \
+            if math.isfinite(expected_call) else CALL_TIMEOUT_FLOOR_S
+    if max_run_s is None:
+        max_run_s = max(RUN_LIMIT_FLOOR_S, RUN_LIMIT_FACTOR * test_settings.min_duration_ms / 1e3)
+    max_async = None
+    if scenario == "Server":
+        max_async = max(MIN_OUTSTANDING,
+                        math.ceil(OUTSTANDING_BUDGET_S * test_settings.server_target_qps))
+    return RunLimits(call_timeout_s or None, float(max_run_s), max_async, per_sample)
+
+
+def apply_limits(test_settings: Any, limits: RunLimits, mode: str) -> None:
+    """Give LoadGen its own share of the limits (on the settings object, after FromConfig)."""
+    if mode == "performance":
+        test_settings.max_duration_ms = int(limits.max_run_s * 1000)
+    if limits.server_max_async_queries is not None and mode == "performance":
+        test_settings.server_max_async_queries = limits.server_max_async_queries
+
+
+def expected_run_s(test_settings: Any, scenario: str, mode: str, qsl_size: int,
+                   measured_s_per_sample: float) -> tuple[float, str]:
+    """Seconds the run should take at the measured speed, and what LoadGen will issue."""
+    min_duration = test_settings.min_duration_ms / 1e3
+    min_queries = test_settings.min_query_count
+    if mode == "accuracy":
+        samples = qsl_size
+        if scenario == "Server":  # issued on the Server schedule even in accuracy mode
+            return max(samples * measured_s_per_sample,
+                       samples / max(test_settings.server_target_qps, 1e-9)), \
+                f"{samples} samples (accuracy mode)"
+        return samples * measured_s_per_sample, f"{samples} samples (accuracy mode)"
+    if scenario == "Offline":
+        samples = max(min_queries, int(1.1 * min_duration * test_settings.offline_expected_qps))
+        return samples * measured_s_per_sample, f"{samples} Offline samples"
+    if scenario == "Server":
+        queries = max(min_queries, int(min_duration * test_settings.server_target_qps))
+        return max(min_duration, queries * measured_s_per_sample), f"{queries} Server queries"
+    per_query = 1 if scenario == "SingleStream" else test_settings.multi_stream_samples_per_query
+    return max(min_duration, min_queries * per_query * measured_s_per_sample), \
+        f"at least {min_queries} {scenario} queries over {min_duration:g} s"
+
+
+def check_run_time(estimate_s: float, what: str, limits: RunLimits, scenario: str,
+                   measured_s_per_sample: float) -> None:
+    """Refuse a run expected to outlast its limit, saying what to change."""
+    if estimate_s <= limits.max_run_s:
+        return
+    rate = 1.0 / measured_s_per_sample if measured_s_per_sample > 0 else math.inf
+    key = {"Offline": "target_qps", "Server": "target_qps"}.get(scenario, "target_latency")
+    suggestion = (f"{rate:.3g}" if key == "target_qps"
+                  else f"{measured_s_per_sample * 1e3:.3g}")
+    raise ConfigError(
+        f"this run would take about {_duration(estimate_s)}, over its limit of "
+        f"{_duration(limits.max_run_s)}: LoadGen will issue {what} and the backend did "
+        f"{rate:.3g} samples/s in a warm-up; set bert.{scenario}.{key} near {suggestion} in "
+        "user.conf, or raise --max-run-minutes"
+    )
+
+
+def _duration(seconds: float) -> str:
+    if seconds >= 3600:
+        return f"{seconds / 3600:.1f} h"
+    if seconds >= 60:
+        return f"{seconds / 60:.0f} min"
+    return f"{seconds:.0f} s"
