@@ -18,14 +18,13 @@ from backends import (
 from backends.base import DEVICES
 from harness import agreement
 from harness.errors import ConfigError, HarnessError
+from harness.files import PROJECT_ROOT
 from harness.loadgen.driver import ForcedStop, RunInterrupted
 from harness.loadgen.results import DEFAULT_RESULTS
 from harness.loadgen.settings import SCENARIOS
 from harness.runner import RunConfig, execute
 from harness.squad.data import DataConfig, prepare_data
 from models.catalog import CATALOG, DEFAULT_MODEL, DEFAULT_STORE, resolve_model
-
-PROJECT_ROOT = Path(__file__).resolve().parents[1]
 
 
 def _cli_path(text: str) -> Path:
@@ -62,7 +61,7 @@ def _data_arguments(parser: argparse.ArgumentParser) -> None:
                        help="where dev-v1.1.json and vocab.txt are kept (default: %(default)s)")
     group.add_argument("--mirror", type=_cli_path, action="append", default=None,
                        help="local directory holding the official files, tried before the "
-                       "URLs (repeatable; default: ../shared/squad)")
+                       "URLs (repeatable; default: shared/squad beside the project)")
     group.add_argument("--cache-dir", type=_cli_path, default=DataConfig.cache_dir,
                        help="feature cache directory (default: %(default)s)")
     group.add_argument("--no-download", action="store_true", help="never use the network")

@@ -25,6 +25,10 @@ from typing import Any
 from harness.errors import DataError
 
 DOWNLOAD_TIMEOUT_S = 30
+# The checkout, and the shared/ folder beside it that holds the official data and the demo
+# model: defaults are found from here, wherever the harness is run from.
+PROJECT_ROOT = Path(__file__).resolve().parents[1]
+SHARED_DIR = PROJECT_ROOT.parent / "shared"
 
 
 def _default_mode() -> int:

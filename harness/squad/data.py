@@ -10,7 +10,7 @@ from __future__ import annotations
 import dataclasses
 from pathlib import Path
 
-from harness.files import RemoteFile, ensure_file
+from harness.files import SHARED_DIR, RemoteFile, ensure_file
 from harness.squad.examples import SquadExample, read_squad_examples
 from harness.squad.features import FeatureSet, load_or_build_features
 
@@ -32,7 +32,7 @@ class DataConfig:
 
     data_dir: Path = Path("datasets/squad")
     cache_dir: Path = Path("datasets/cache")
-    mirrors: tuple[Path, ...] = (Path("../shared/squad"),)
+    mirrors: tuple[Path, ...] = (SHARED_DIR / "squad",)
     download: bool = True
     max_examples: int | None = None
 
