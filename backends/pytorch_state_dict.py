@@ -15,6 +15,7 @@ from __future__ import annotations
 import contextlib
 import pickle
 import re
+import warnings
 from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -23,6 +24,7 @@ import torch
 
 from backends.base import BackendError
 from backends.formats import BERT_HEAD_SIZE, HF_CONFIG, config_beside
+from backends.model_safety import torch_refusal, without_unsafe_advice
 
 if TYPE_CHECKING:
     from transformers import BertConfig, BertForQuestionAnswering
@@ -76,18 +78,32 @@ def read_state_dict(path: Path) -> dict[str, torch.Tensor]:
 
             state = load_file(str(path))
         else:
-            state = torch.load(path, map_location="cpu", weights_only=True)
+            with warnings.catch_warnings():  # it advises torch.jit.load, which runs the program
+                warnings.filterwarnings("ignore", message=".*TorchScript archive")
+                # "please file an issue": torch's note on pickle protocols, not the user's task
+                warnings.filterwarnings("ignore", message=".*Detected pickle protocol")
+                state = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
-        # torch's message advises allowlisting; keep only the name of the refused global
-        found = re.search(r"GLOBAL ([\w.]+)", str(exc))
-        what = f"it calls {found.group(1)}" if found else str(exc).splitlines()[0]
+        # torch's message advises loading unsafely or allowlisting: name only what it refused
         raise BackendError(
             f"{path} holds objects other than tensors, and loading it would run code "
-            f"({what}); refused. A model file must be a plain state dict: save "
-            "model.state_dict(), not the model or a training checkpoint."
+            f"({torch_refusal(str(exc))}); refused. A model file must be a plain state dict: "
+            "save model.state_dict(), not the model or a training checkpoint."
         ) from exc
     except Exception as exc:  # truncated zip, not a torch file at all...
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        text = str(exc)
+        if "TorchScript archive" in text:
+            raise BackendError(
+                f"{path} is a TorchScript archive, a program: loading it would run its code; "
+                "refused. A model file must be a plain state dict: save model.state_dict()."
+            ) from exc
+        if "legacy .tar format" in text:
+            raise BackendError(
+                f"{path} is in PyTorch's legacy tar format, which torch reads only by "
+                "unpickling arbitrary objects; refused. Use a state dict saved by torch 1.6 or "
+                "later, or .safetensors."
+            ) from exc
+        first = without_unsafe_advice(text) or type(exc).__name__
         raise BackendError(
             f"cannot read {path} as a PyTorch state dict: {first}. The file may be corrupt "
             "or truncated; fetch it again."

@@ -13,6 +13,10 @@ The first load sets ``tf.config.threading`` and starts the runtime (sessions als
 counts in their ConfigProto); a later load asking for different counts is refused rather
 than silently ignored. Code that ran TF earlier in the process fixes the pools instead.
 
+Safety: before a session exists, the graph is read as data and refused, naming the ops, if
+anything it would run is not pure computation (:mod:`backends.model_safety`: a frozen graph
+entirely; a SavedModel as far as its signatures, init ops and variable restore reach).
+
 TensorFlow is imported only when a model is loaded (``import`` of this module is cheap).
 """
 
@@ -30,6 +34,7 @@ import numpy as np
 from backends import tensor_names
 from backends.base import Backend, BackendError, FeatureBatch, first_line
 from backends.formats import SAVED_MODEL_FILE
+from backends.model_safety import check_tf_frozen_graph, check_tf_saved_model
 
 if importlib.util.find_spec("tensorflow") is None:  # lets the registry name the [tf] extra
     raise ImportError("No module named 'tensorflow'", name="tensorflow")
@@ -40,6 +45,7 @@ OUTPUT_NAMINGS: tuple[tuple[str, ...], ...] = (
 )
 INPUT_DTYPES = {"int32": np.int32, "int64": np.int64}
 WARMUP_SEQ_LEN = 384  # tokens; MLPerf's sequence length
+SERVE_TAGS = ("serve",)  # the SavedModel MetaGraphDef loaded (its tag set, exactly)
 
 
 def _tf() -> Any:
@@ -142,16 +148,20 @@ class TensorFlowBackend(Backend):
                 "build one with `python -m models.convert SRC model.pb`."
             )
         tf = _tf()
+        # Read and check the graph before anything of it is imported or run.
+        graph_def = None if path.is_dir() else self._read_frozen_graph(tf, path)
+        if graph_def is None:
+            self._check_saved_model(path)
         config = self._session_config(tf)
         graph = tf.Graph()
         session = tf.compat.v1.Session(graph=graph, config=config)
         try:
-            if path.is_dir():
+            if graph_def is None:
                 self._format = "tf-savedmodel"
                 self._bind_saved_model(tf, session, path)
             else:
                 self._format = "tf-frozen"
-                self._bind_frozen_graph(tf, session, path)
+                self._bind_frozen_graph(tf, session, path, graph_def)
         except BaseException:
             session.close()
             raise
@@ -164,17 +174,45 @@ class TensorFlowBackend(Backend):
         self.predict(FeatureBatch(ones, ones, np.zeros(shape, dtype=np.int64)))
         self._warmup_s = time.perf_counter() - started
 
-    def _bind_frozen_graph(self, tf: Any, session: Any, path: Path) -> None:
+    @staticmethod
+    def _frozen_graph_error(path: Path, exc: Exception) -> BackendError:
+        return BackendError(
+            f"TensorFlow cannot load {path} as a frozen graph: {first_line(exc)}. The file "
+            "may be corrupt or truncated, or not a GraphDef; fetch or convert it again."
+        )
+
+    def _read_frozen_graph(self, tf: Any, path: Path) -> Any:
+        """The GraphDef in ``path``, refused unless every op in it is pure computation."""
         graph_def = tf.compat.v1.GraphDef()
         try:
             graph_def.ParseFromString(path.read_bytes())
+        except Exception as exc:  # DecodeError, RuntimeWarning...
+            raise self._frozen_graph_error(path, exc) from exc
+        check_tf_frozen_graph(graph_def, path)
+        return graph_def
+
+    def _check_saved_model(self, path: Path) -> None:
+        """Refuse the SavedModel if what loading and serving it would run is not pure
+        computation. The loader reads ``saved_model.pb`` first (before ``.pbtxt``) and takes
+        the first MetaGraphDef whose tag set is exactly ``SERVE_TAGS``: so does this."""
+        from tensorflow.core.protobuf import saved_model_pb2
+
+        saved_model = saved_model_pb2.SavedModel()
+        try:
+            saved_model.ParseFromString((path / SAVED_MODEL_FILE).read_bytes())
+        except Exception as exc:  # DecodeError, OSError
+            raise self._saved_model_error(path, exc) from exc
+        meta_graph = next((m for m in saved_model.meta_graphs
+                           if set(m.meta_info_def.tags) == set(SERVE_TAGS)), None)
+        if meta_graph is not None:  # else the loader refuses it, before running anything
+            check_tf_saved_model(meta_graph, path)
+
+    def _bind_frozen_graph(self, tf: Any, session: Any, path: Path, graph_def: Any) -> None:
+        try:
             with session.graph.as_default():
                 tf.graph_util.import_graph_def(graph_def, name="")
-        except Exception as exc:  # DecodeError, InvalidArgumentError, ValueError...
-            raise BackendError(
-                f"TensorFlow cannot load {path} as a frozen graph: {first_line(exc)}. The file "
-                "may be corrupt or truncated, or not a GraphDef; fetch or convert it again."
-            ) from exc
+        except Exception as exc:  # InvalidArgumentError, ValueError...
+            raise self._frozen_graph_error(path, exc) from exc
         graph = session.graph
         placeholders = [op.outputs[0] for op in graph.get_operations() if op.type == "Placeholder"]
         by_name = {t.name.split(":")[0]: t for t in placeholders}
@@ -193,12 +231,9 @@ class TensorFlowBackend(Backend):
         level = logger.level
         logger.setLevel(logging.ERROR)  # the v1 loader logs a deprecation notice on every load
         try:
-            meta_graph = tf.compat.v1.saved_model.load(session, ["serve"], str(path))
+            meta_graph = tf.compat.v1.saved_model.load(session, list(SERVE_TAGS), str(path))
         except Exception as exc:
-            raise BackendError(
-                f"TensorFlow cannot load the SavedModel {path} (tag 'serve'): "
-                f"{first_line(exc)}. Export it again with a serving signature."
-            ) from exc
+            raise self._saved_model_error(path, exc) from exc
         finally:
             logger.setLevel(level)
         signatures = meta_graph.signature_def
@@ -221,6 +256,13 @@ class TensorFlowBackend(Backend):
             listing = f" Signature {key!r}: inputs {sorted(sig_in)}, outputs {sorted(sig_out)}."
             raise BackendError(message + listing)
         self._bind(path, [sig_in[n] for n in inputs], [sig_out[n] for n in outputs])
+
+    @staticmethod
+    def _saved_model_error(path: Path, exc: Exception) -> BackendError:
+        return BackendError(
+            f"TensorFlow cannot load the SavedModel {path} (tag 'serve'): "
+            f"{first_line(exc)}. Export it again with a serving signature."
+        )
 
     @staticmethod
     def _names_message(path: Path, inputs: list[Any], outputs: list[Any]) -> str:
