@@ -21,6 +21,7 @@ from transformers import BertForQuestionAnswering
 
 from backends import formats
 from backends.base import Backend, BackendError, FeatureBatch
+from backends.model_safety import torch_refusal, without_unsafe_advice
 from backends.pytorch_state_dict import HARMLESS_EXTRA_KEYS, check_keys, model_from_state_dict
 
 ATTENTION_IMPLEMENTATIONS = ("eager", "sdpa")
@@ -134,21 +135,30 @@ class PyTorchBackend(Backend):
         self._attention = model.config._attn_implementation
 
     def _load_hf(self, hf_dir: Path) -> BertForQuestionAnswering:
-        model_type = json.loads((hf_dir / "config.json").read_text()).get("model_type")
+        model_type = read_hf_config(hf_dir).get("model_type")
         if model_type != "bert":
             raise BackendError(
                 f"{hf_dir}/config.json has model_type {model_type!r}; this backend runs BERT "
                 "question-answering checkpoints (model_type 'bert')"
             )
+        weights = hf_dir / "model.safetensors"
+        if weights.is_file():
+            check_safetensors(weights)
         try:
             model, info = BertForQuestionAnswering.from_pretrained(
                 hf_dir, local_files_only=True, dtype=torch.float32,
                 attn_implementation=self._attention, output_loading_info=True,
             )
-        except (OSError, ValueError, RuntimeError) as exc:
+        # transformers reports a bad config or weights with many exception types (OSError,
+        # ValueError, TypeError, KeyError, safetensors' own...): the checkpoint is unusable.
+        except Exception as exc:
+            text = str(exc)
+            reason = (f"refused: loading it would run code ({torch_refusal(text)})"
+                      if "Weights only load failed" in text
+                      else without_unsafe_advice(text) or one_line(exc))
             raise BackendError(
-                f"cannot load a BertForQuestionAnswering from {hf_dir}: {exc}"
-            ) from exc
+                f"cannot load a BertForQuestionAnswering from {hf_dir}: {reason}"
+            ) from None
         unexpected = {k for k in info["unexpected_keys"] if not HARMLESS_EXTRA_KEYS.match(k)}
         check_keys(hf_dir, set(info["missing_keys"]), unexpected,
                    {str(k) for k in info["mismatched_keys"]})
@@ -201,3 +211,51 @@ class PyTorchBackend(Backend):
             dtype="float32",
         )
         return info
+
+
+# ---- checkpoint files ----------------------------------------------------------------------
+
+
+def one_line(exc: BaseException) -> str:
+    """An exception's message on one line: the CLI prints errors as one line."""
+    return " ".join(str(exc).split()) or type(exc).__name__
+
+
+def read_hf_config(hf_dir: Path) -> dict[str, Any]:
+    """A checkpoint's ``config.json`` as a dict; :class:`BackendError` naming the file when
+    it cannot be read, is not JSON or not a JSON object."""
+    path = Path(hf_dir) / formats.HF_CONFIG
+    try:
+        config = json.loads(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise BackendError(f"{path}: cannot read ({exc.strerror or one_line(exc)})") from None
+    except UnicodeDecodeError as exc:
+        raise BackendError(f"{path}: not a text file (byte {exc.start} is not UTF-8)") from None
+    except json.JSONDecodeError as exc:
+        raise BackendError(
+            f"{path}: not valid JSON ({exc.msg} at line {exc.lineno} column {exc.colno})"
+        ) from None
+    if not isinstance(config, dict):
+        raise BackendError(
+            f"{path}: expected a JSON object of model settings, found a JSON "
+            f"{type(config).__name__}"
+        )
+    return config
+
+
+def check_safetensors(path: Path) -> None:
+    """Refuse a truncated or garbled ``.safetensors`` file before a framework reads it.
+
+    Opening it parses the header and checks that the tensors' offsets cover the file
+    exactly (memory-mapped: nothing is loaded). Flipped bytes inside tensor data are not
+    seen: the format keeps no checksum.
+    """
+    from safetensors import safe_open
+
+    try:
+        with safe_open(str(path), framework="pt") as handle:
+            handle.keys()
+    except Exception as exc:  # SafetensorError derives from Exception only
+        raise BackendError(
+            f"{path}: corrupt or truncated safetensors file ({one_line(exc)})"
+        ) from None

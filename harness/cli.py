@@ -6,6 +6,7 @@ import argparse
 import os
 import sys
 import time
+import warnings
 from pathlib import Path
 
 from backends import (
@@ -17,7 +18,7 @@ from backends import (
 )
 from backends.base import DEVICES
 from harness import agreement
-from harness.errors import ConfigError, HarnessError
+from harness.errors import ConfigError, HarnessError, HarnessWarning
 from harness.files import PROJECT_ROOT
 from harness.loadgen.driver import ForcedStop, RunInterrupted
 from harness.loadgen.results import DEFAULT_RESULTS
@@ -275,8 +276,21 @@ def _cmd_list(_: argparse.Namespace) -> int:
     return 0
 
 
+def _one_line_warnings() -> None:
+    """The harness's own warnings print as one ``warning:`` line, like its errors."""
+    default = warnings.formatwarning
+
+    def format_warning(message, category, filename, lineno, line=None) -> str:
+        if issubclass(category, HarnessWarning):
+            return f"warning: {message}\n"
+        return default(message, category, filename, lineno, line)
+
+    warnings.formatwarning = format_warning
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    _one_line_warnings()
     commands = {
         "run": lambda a: _cmd_run(a, a.mode),
         "accuracy": lambda a: _cmd_run(a, "accuracy"),

@@ -13,3 +13,8 @@ class DataError(HarnessError):
 
 class ConfigError(HarnessError):
     """A setting or configuration file is invalid."""
+
+
+class HarnessWarning(UserWarning):
+    """Something the user should know that does not stop the work; the CLI prints it as one
+    ``warning:`` line."""

@@ -38,7 +38,13 @@ from harness.loadgen.results import (
     run_dir,
     write_text_atomic,
 )
-from harness.loadgen.settings import MODES, check_scenario, make_test_settings, resolved_user_conf
+from harness.loadgen.settings import (
+    MODES,
+    check_scenario,
+    check_user_conf,
+    make_test_settings,
+    resolved_user_conf,
+)
 from harness.loadgen.sut import BackendCallTimeout, LoadGenSUT, SUTSettings
 from harness.squad.data import BERT_VOCAB, SQUAD_DEV, DataConfig, PreparedData, prepare_data
 from harness.squad.features import read_vocab
@@ -86,6 +92,8 @@ class RunConfig:
             raise ConfigError("--max-examples must be at least 1")
         if self.user_conf is not None and not Path(self.user_conf).is_file():
             raise ConfigError(f"{self.user_conf}: user.conf not found (pass --user-conf PATH)")
+        if self.user_conf is not None:
+            check_user_conf(Path(self.user_conf))  # in milliseconds, before any model work
 
 
 @dataclasses.dataclass(frozen=True)

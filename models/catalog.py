@@ -4,24 +4,41 @@ A model is named (``bert-large-fp32-onnx``) or given as a path (an ``.onnx`` fil
 Hugging Face checkpoint directory). Published files are fetched with md5 verification
 into ``models/store/<name>/``; a Hugging Face checkpoint run on ONNX Runtime is exported
 once to ``models/store/<name>/model.onnx`` and re-exported when its weights change.
+``model.onnx.source.json`` beside the export records the source weights' sha256 and the
+export's size and sha256; it is written (atomically) only once the export is in place, and
+an export that does not match it, or has no readable record, is made again with a warning.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import json
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 
 from backends import backend_entry, formats
-from harness.errors import ConfigError
-from harness.files import RemoteFile, ensure_file, file_md5, file_sha256
+from harness.errors import ConfigError, HarnessWarning
+from harness.files import (
+    SHARED_DIR,
+    RemoteFile,
+    ensure_file,
+    file_md5,
+    file_sha256,
+    slug,
+    write_json_atomic,
+)
 from harness.squad.data import DataConfig
 from models.derived import resolve_int8_model, split_int8_name
 from models.resolved import ResolvedModel
 
 DEFAULT_MODEL = "minilm-l6-squad-demo"
 DEFAULT_STORE = Path("models/store")
+
+
+class StaleExportWarning(HarnessWarning):
+    """A model exported earlier into the store is damaged or unverifiable: made again."""
+
 
 @dataclasses.dataclass(frozen=True)
 class ModelSpec:
@@ -46,7 +63,7 @@ CATALOG: dict[str, ModelSpec] = {
             "hf",
             "fp32",
             "onnxruntime",
-            local_dirs=("../shared/models/minilm-l6-squad-demo",),
+            local_dirs=(str(SHARED_DIR / "models" / "minilm-l6-squad-demo"),),
         ),
         ModelSpec(
             "bert-large-fp32-onnx",
@@ -121,17 +138,20 @@ def _derive_from_checkpoint(name: str, hf_dir: Path, store: Path, target: str) -
     """The checkpoint as an ONNX file (``target="onnx"``) or a frozen graph (``"tf-frozen"``).
 
     Made once into ``store/<name>/`` and reused while the checkpoint's weights are
-    unchanged; both are validated against the checkpoint before they are written.
+    unchanged and the file matches the size and sha256 recorded when it was made; both are
+    validated against the checkpoint before they are written.
     """
     weights = hf_dir / "model.safetensors"
     if not weights.is_file():
         raise ConfigError(f"{hf_dir}: no model.safetensors")
     out = store / name / ("model.onnx" if target == formats.ONNX else "model.pb")
-    record = out.with_name(f"{out.name}.source.json")
+    record = source_record_path(out)
     weights_sha = file_sha256(weights)
-    if out.is_file() and record.is_file():
-        if json.loads(record.read_text()).get("weights_sha256") == weights_sha:
-            return out
+    problem = _export_problem(out, record, weights_sha)
+    if problem is None:
+        return out
+    if problem:  # "" : nothing there yet, or the weights changed; no fault to report
+        warnings.warn(f"{problem}; making {out} again", StaleExportWarning, stacklevel=3)
     if target == formats.ONNX:
         from models.export_onnx import export_hf_qa_to_onnx
 
@@ -142,8 +162,45 @@ def _derive_from_checkpoint(name: str, hf_dir: Path, store: Path, target: str) -
 
         print(f"Converting {hf_dir} to a TensorFlow frozen graph ({out}) ...", flush=True)
         convert(hf_dir, out, to="tf")
-    record.write_text(json.dumps({"source": str(hf_dir), "weights_sha256": weights_sha}, indent=2))
+    # Written only once the export is in place: a record always describes a whole file.
+    write_json_atomic(record, {
+        "source": str(hf_dir),
+        "weights_sha256": weights_sha,
+        "output_size": out.stat().st_size,
+        "output_sha256": file_sha256(out),
+    })
     return out
+
+
+def source_record_path(out: Path) -> Path:
+    """``<export>.source.json``: what an export was made from, and its size and sha256."""
+    return out.with_name(f"{out.name}.source.json")
+
+
+def _export_problem(out: Path, record: Path, weights_sha: str) -> str | None:
+    """``None`` when ``out`` can be reused; ``""`` when it must be made for an ordinary
+    reason (not made yet, the weights changed); otherwise what is wrong with it."""
+    if not out.is_file():
+        return ""
+    if not record.is_file():
+        return f"{record} is missing, so {out} cannot be verified"
+    try:
+        data = json.loads(record.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        detail = exc.msg if isinstance(exc, json.JSONDecodeError) else type(exc).__name__
+        return f"{record} is unreadable ({detail}: truncated or garbled?)"
+    if not isinstance(data, dict):
+        return f"{record} is not a JSON object"
+    if data.get("weights_sha256") != weights_sha:
+        return ""
+    size, sha = data.get("output_size"), data.get("output_sha256")
+    if not isinstance(size, int) or not isinstance(sha, str):
+        return f"{record} records no size and sha256 of {out.name} (made by an older version)"
+    if (actual := out.stat().st_size) != size:
+        return f"{out} is {actual} bytes, {size} when it was made (truncated?)"
+    if file_sha256(out) != sha:
+        return f"{out} differs from the sha256 recorded when it was made"
+    return None
 
 
 def resolve_model(
@@ -186,7 +243,9 @@ def resolve_model(
         except formats.ModelFormatError as exc:
             raise ConfigError(str(exc)) from None
         hf = fmt == formats.HF
-        spec = ModelSpec(path.stem or path.name, f"local {path}", fmt, "fp32", backend,
+        # a safe single name for models/store and results/, however the path is spelt
+        name = slug(path.resolve().stem or path.resolve().name)
+        spec = ModelSpec(name, f"local {path}", fmt, "fp32", backend,
                          local_dirs=(str(formats.checkpoint_dir(path)),) if hf else ())
         source_path = None if hf else path
     derive_to = None

@@ -31,7 +31,7 @@ from typing import Any
 
 import numpy as np
 
-from backends import BackendSettings, FeatureBatch, load_backend, tensor_names
+from backends import BackendError, BackendSettings, FeatureBatch, load_backend, tensor_names
 from harness.errors import HarnessError
 from harness.files import atomic_path
 
@@ -46,6 +46,11 @@ WEIGHT_FILES = ("model.safetensors", "model.safetensors.index.json", "pytorch_mo
 
 class ModelExportError(HarnessError):
     """The checkpoint could not be exported or the export does not match the source model."""
+
+
+def _one_line(exc: BaseException) -> str:
+    """An exception's message on one line: the CLI prints errors as one line."""
+    return " ".join(str(exc).split()) or type(exc).__name__
 
 
 def _check_naming(names: str) -> None:
@@ -65,6 +70,16 @@ def _check_hf_dir(hf_dir: Path) -> None:
         raise ModelExportError(
             f"{hf_dir} has no weights (expected one of: {', '.join(WEIGHT_FILES)})"
         )
+    # config.json must be a JSON object and model.safetensors complete: transformers would
+    # report either with a traceback that does not name the file.
+    from backends.pytorch_backend import check_safetensors, read_hf_config
+
+    try:
+        read_hf_config(hf_dir)
+        if (hf_dir / "model.safetensors").is_file():
+            check_safetensors(hf_dir / "model.safetensors")
+    except BackendError as exc:
+        raise ModelExportError(str(exc)) from None
 
 
 def _lower_ir_version(path: Path) -> None:
@@ -145,10 +160,12 @@ def export_hf_qa_to_onnx(
         hf_model = BertForQuestionAnswering.from_pretrained(
             hf_dir, attn_implementation="eager", dtype=torch.float32, local_files_only=True
         )
-    except (OSError, ValueError) as exc:
+    # transformers reports a bad checkpoint with many exception types (OSError, ValueError,
+    # TypeError, KeyError...), none of which a user can act on better than on this line.
+    except Exception as exc:
         raise ModelExportError(
-            f"cannot load a BertForQuestionAnswering from {hf_dir}: {exc}"
-        ) from exc
+            f"cannot load a BertForQuestionAnswering from {hf_dir}: {_one_line(exc)}"
+        ) from None
     return export_qa_model_to_onnx(
         hf_model, out_path, names=names, opset=opset, validate=validate, source=str(hf_dir)
     )
@@ -223,7 +240,9 @@ def export_qa_model_to_onnx(
     except ModelExportError:
         raise
     except Exception as exc:
-        raise ModelExportError(f"exporting {source} to {out_path} failed: {exc}") from exc
+        raise ModelExportError(
+            f"exporting {source} to {out_path} failed: {_one_line(exc)}"
+        ) from exc
     return out_path
 
 

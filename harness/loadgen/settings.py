@@ -4,13 +4,21 @@ mlperf.conf is built into LoadGen 6; the harness calls ``TestSettings.FromConfig
 once, with one user.conf that it writes beside the results: the user's file verbatim,
 followed by the lines the harness adds (a smaller query sample library, the short-run
 setting). What LoadGen read is therefore always on disk next to its logs.
+
+The user's file is checked before LoadGen sees it (:func:`check_user_conf`), the way
+LoadGen 6.0.17's ``TestSettings::FromConfig`` parses it (``loadgen/test_settings_internal.cc``):
+errors name the user's file and line, not the copy LoadGen reads, and lines LoadGen would
+silently ignore (an unknown key, a key it takes only from mlperf.conf, another benchmark's
+model, a misspelt scenario) are warned about.
 """
 
 from __future__ import annotations
 
+import re
+import warnings
 from pathlib import Path
 
-from harness.errors import ConfigError
+from harness.errors import ConfigError, HarnessWarning
 
 SCENARIOS = ("SingleStream", "MultiStream", "Server", "Offline")
 MODES = ("performance", "accuracy")
@@ -30,6 +38,145 @@ SHORT_RUN_LINES = {
 MLPERF_PERFORMANCE_SAMPLE_COUNT = 10833
 
 
+# The keys FromConfig looks up in a user.conf, by how it reads their value: "int" with
+# strtoull (a fraction or exponent is cut off at the '.' or 'e'), "float" with strtod.
+# target_latency is an integer for Server, a float for SingleStream and MultiStream.
+USER_CONF_KEYS: dict[str, str] = {
+    **dict.fromkeys(
+        (
+            "mode", "use_token_latencies", "ttft_latency", "tpot_latency",
+            "infer_token_latencies", "token_latency_scaling_factor", "samples_per_query",
+            "performance_issue_unique", "performance_issue_same",
+            "performance_issue_same_index", "sample_concatenate_permutation",
+            "coalesce_queries", "max_async_queries", "min_duration", "max_duration",
+            "min_query_count", "max_query_count", "performance_sample_count_override",
+            "accuracy_sample_count_override", "print_timestamps", "accuracy_log_rng_seed",
+            "accuracy_log_sampling_target",
+        ),
+        "int",
+    ),
+    **dict.fromkeys(("target_qps", "target_latency", "target_latency_percentile"), "float"),
+}
+# Keys FromConfig reads from its built-in mlperf.conf only: in a user.conf they do nothing.
+MLPERF_CONF_ONLY_KEYS = frozenset((
+    "qsl_rng_seed", "sample_index_rng_seed", "schedule_rng_seed", "accuracy_log_probability",
+    "test05", "test05_qsl_rng_seed", "test05_sample_index_rng_seed", "test05_schedule_rng_seed",
+))
+PERCENT_KEYS = frozenset(("target_latency_percentile",))  # LoadGen multiplies them by 0.01
+_INT_VALUE = re.compile(r"\+?(0[xX][0-9a-fA-F]+|[0-9]+)")
+_FLOAT_VALUE = re.compile(r"\+?([0-9]+\.?[0-9]*|\.[0-9]+)([eE][+-]?[0-9]+)?")
+# What strtoull or strtod reads whole: LoadGen's test for a value of any key.
+_C_NUMBER = re.compile(
+    r"[+-]?(0[xX]([0-9a-fA-F]+\.?[0-9a-fA-F]*|\.[0-9a-fA-F]+)([pP][+-]?[0-9]+)?"
+    r"|([0-9]+\.?[0-9]*|\.[0-9]+)([eE][+-]?[0-9]+)?|(?i:inf|infinity|nan(\([0-9a-zA-Z_]*\))?))"
+)
+_C_SPACE = re.compile(r"[ \t\n\v\f\r]+")  # what C's isspace() calls whitespace
+USER_CONF_FORM = "'model.Scenario.key = value' (model 'bert' or '*', scenario or '*')"
+
+
+class UserConfWarning(HarnessWarning):
+    """A user.conf line LoadGen would accept but ignore for this benchmark."""
+
+
+def check_user_conf(path: Path) -> str:
+    """Read and check the user's user.conf; return its text.
+
+    Raises :class:`ConfigError` naming ``path`` (and the line) for a file that cannot be
+    read, is not UTF-8 text, or has a line other than a comment, a blank or ``model.Scenario
+    .key = value`` with a non-negative number LoadGen reads as the key needs. Lines LoadGen
+    would ignore warn with :class:`UserConfWarning`.
+    """
+    try:
+        raw = Path(path).read_bytes()
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read user.conf ({exc.strerror or exc})") from None
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = raw[: exc.start].count(b"\n") + 1
+        raise ConfigError(
+            f"{path}: not a text user.conf (byte {exc.start}, line {line}, is not UTF-8); "
+            f"it holds lines {USER_CONF_FORM}"
+        ) from None
+    # lines and words as LoadGen's std::getline and operator>> see them
+    for number, line in enumerate(text.split("\n"), start=1):
+        _check_conf_line(path, number, line)
+    return text
+
+
+def _check_conf_line(path: Path, number: int, line: str) -> None:
+    where = f"{path}, line {number}"
+    if "\x00" in line:
+        raise ConfigError(f"{where}: binary data (a NUL byte); not a text user.conf")
+    tokens = [token for token in _C_SPACE.split(line) if token]
+    if not tokens or tokens[0] == "#" or (len(tokens) == 1 and tokens[0].startswith("#")):
+        return  # blank or comment (a lone "#word" is ignored by LoadGen too)
+    shown = line.strip() if len(line.strip()) <= 60 else line.strip()[:57] + "..."
+    if tokens[0].startswith("#"):
+        raise ConfigError(
+            f"{where}: {shown!r}: LoadGen reads a comment only when its '#' stands apart "
+            "('# text'); it refuses this line"
+        )
+    if len(tokens) > 3 and tokens[3].startswith("#"):
+        raise ConfigError(
+            f"{where}: {shown!r}: LoadGen refuses a comment after the value; put it on a "
+            "line of its own"
+        )
+    if len(tokens) != 3 or tokens[1] != "=" or tokens[0].count(".") != 2:
+        raise ConfigError(f"{where}: {shown!r} is not {USER_CONF_FORM}")
+    model, scenario, key = tokens[0].split(".")
+    value = tokens[2]
+    if not (model and scenario and key):
+        raise ConfigError(f"{where}: {shown!r} is not {USER_CONF_FORM}")
+    kind = USER_CONF_KEYS.get(key)
+    if kind == "float" and key == "target_latency" and scenario == "Server":
+        kind = "int"  # LoadGen reads Server's target_latency as an integer (ms)
+    if kind is not None:
+        _check_conf_value(where, key, value, kind)
+    elif not _C_NUMBER.fullmatch(value):  # LoadGen refuses the whole file for any key
+        raise ConfigError(f"{where}: {key} = {value}: the value must be a number")
+    if key in MLPERF_CONF_ONLY_KEYS:
+        _warn(f"{where}: {key} is read from LoadGen's built-in mlperf.conf only; "
+              "this line is ignored")
+    elif kind is None:
+        _warn(f"{where}: unknown key {key!r}: LoadGen ignores this line")
+    elif model not in (LOADGEN_MODEL, "*"):
+        _warn(f"{where}: model {model!r} is not {LOADGEN_MODEL!r} (or '*'): LoadGen ignores "
+              "this line for this benchmark")
+    elif scenario not in (*SCENARIOS, "*"):
+        _warn(f"{where}: unknown scenario {scenario!r} (one of {', '.join(SCENARIOS)} or '*'): "
+              "LoadGen ignores this line")
+    elif key == "mode":
+        _warn(f"{where}: mode overrides the test mode the harness asks LoadGen for "
+              "(performance or accuracy); leave it out and use --mode")
+
+
+def _check_conf_value(where: str, key: str, value: str, kind: str) -> None:
+    """Refuse what LoadGen would misread: negatives (strtoull wraps them), fractions of
+    integer keys (cut off), octal-looking integers, words; percentiles outside (0, 100]."""
+    if value.startswith("-"):
+        raise ConfigError(f"{where}: {key} = {value}: a negative value is not allowed")
+    integer = _INT_VALUE.fullmatch(value)
+    if kind == "int" and integer and len(integer.group(1)) > 1 and \
+            integer.group(1)[0] == "0" and integer.group(1)[1] not in "xX":
+        raise ConfigError(f"{where}: {key} = {value}: LoadGen reads a leading 0 as octal; "
+                          "write the number without it")
+    if kind == "int" and not integer:
+        hint = " (LoadGen would cut it off at the '.' or 'e')" if _FLOAT_VALUE.fullmatch(
+            value) else ""
+        raise ConfigError(f"{where}: {key} = {value}: expected a non-negative whole number{hint}")
+    if kind == "float" and not integer and not _FLOAT_VALUE.fullmatch(value):
+        raise ConfigError(f"{where}: {key} = {value}: expected a non-negative number")
+    number = int(value, 16) if integer and value.lower().lstrip("+").startswith("0x") \
+        else float(value)
+    if key in PERCENT_KEYS and not 0 < number <= 100:
+        raise ConfigError(f"{where}: {key} = {value}: expected a percentile in (0, 100]")
+
+
+def _warn(message: str) -> None:
+    warnings.warn(message, UserConfWarning, stacklevel=4)
+
+
 def check_scenario(scenario: str) -> str:
     """Return the scenario name, or raise ConfigError listing the valid ones."""
     if scenario not in SCENARIOS:
@@ -44,10 +191,7 @@ def resolved_user_conf(
     check_scenario(scenario)
     parts: list[str] = []
     if user_conf is not None:
-        try:
-            parts.append(f"# --- from {user_conf}\n" + Path(user_conf).read_text(encoding="utf-8"))
-        except OSError as exc:
-            raise ConfigError(f"{user_conf}: cannot read user.conf ({exc})") from exc
+        parts.append(f"# --- from {user_conf}\n" + check_user_conf(user_conf))
     added: list[str] = []
     if qsl_size < MLPERF_PERFORMANCE_SAMPLE_COUNT:
         # A QSL smaller than mlperf.conf's 10833 (--max-examples): LoadGen must not index past it.

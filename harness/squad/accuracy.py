@@ -4,9 +4,13 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 
+import numpy as np
+
+from harness.errors import DataError, HarnessWarning
 from harness.squad.examples import SquadExample
 from harness.squad.features import FeatureSet
 from harness.squad.metrics import SquadScores, evaluate
@@ -17,6 +21,10 @@ from harness.squad.postprocess import predict_answers, read_accuracy_log
 REFERENCE_F1_FP32 = 90.874
 REFERENCE_F1_INT8 = 90.067
 TARGET_FRACTIONS = (0.99, 0.999)
+
+
+class PartialLogWarning(HarnessWarning):
+    """An accuracy log holds logits for only some of the features being scored."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -57,6 +65,9 @@ class AccuracyReport:
             f"questions: {self.questions}   features logged: {self.features_logged}"
             f" of {self.features_expected}",
         ]
+        if self.features_logged < self.features_expected:
+            note = partial_log_note(self.features_logged, self.features_expected)
+            lines.append(f"warning: the accuracy log {note}")
         for target in self.targets:
             verdict = "MET" if target.met else "NOT MET"
             lines.append(f"{target.name}: F1 >= {target.threshold:.3f}  {verdict}")
@@ -118,15 +129,36 @@ def score_accuracy_log(
 ) -> tuple[AccuracyReport, dict[str, str]]:
     """Score the first ``features.num_examples`` questions from a LoadGen accuracy log.
 
-    Returns the report and the predictions (question id -> answer text).
+    Returns the report and the predictions (question id -> answer text). A log with logits
+    for none of the features is a :class:`DataError`; one covering only some of them is
+    scored with the missing questions counted as wrong, with a :class:`PartialLogWarning`
+    and a line in the report saying so.
     """
     logits = read_accuracy_log(log_path)
+    logged = sum(1 for index in logits if index < len(features))
+    if logged == 0:
+        what = (
+            f"its qsl_idx run from {min(logits)} to {max(logits)}, all beyond these "
+            "features (a log of another data set?)"
+            if logits else "it holds no entries (did the accuracy run finish?)"
+        )
+        raise DataError(f"{log_path} covers 0 of {len(features)} features: {what}")
+    if logged < len(features):
+        hint = _prefix_hint(features, logits)
+        warnings.warn(
+            f"{log_path} {partial_log_note(logged, len(features))}{hint}",
+            PartialLogWarning,
+            stacklevel=2,
+        )
     questions = list(examples[: features.num_examples])
-    predictions = predict_answers(features, logits, questions, id_to_token)
+    try:
+        predictions = predict_answers(features, logits, questions, id_to_token)
+    except DataError as exc:  # logits that do not fit the features
+        raise DataError(f"{log_path}: {exc}") from None
     scores = evaluate(questions, predictions)
     report = AccuracyReport(
         scores=scores,
-        features_logged=sum(1 for index in logits if index < len(features)),
+        features_logged=logged,
         features_expected=len(features),
         questions=len(questions),
         precision=precision,
@@ -137,3 +169,27 @@ def score_accuracy_log(
         else None,
     )
     return report, predictions
+
+
+def partial_log_note(logged: int, expected: int) -> str:
+    """What a report says about a log covering ``logged`` of ``expected`` features."""
+    return (
+        f"covers {logged} of {expected} features; the scores count the missing questions "
+        "as wrong"
+    )
+
+
+def _prefix_hint(features: FeatureSet, logits: dict) -> str:
+    """When the log holds exactly the features of the first N questions: say so, and how
+    to score just those (a run limited with --max-examples N)."""
+    count = len(features)
+    logged = np.array(sorted(index for index in logits if index < count), dtype=np.int64)
+    if not len(logged) or logged[-1] != len(logged) - 1:
+        return ""
+    following = int(features.example_index[len(logged)])
+    if following == 0 or int(features.example_index[len(logged) - 1]) == following:
+        return ""  # the log stops inside a question's windows
+    return (
+        f" (it holds exactly the features of the first {following} questions: score them "
+        f"alone with --max-examples {following})"
+    )

@@ -18,8 +18,13 @@ doc_span_index         int32 [N]    window number within the question's paragrap
 token_to_orig          int32 [N,S]  whitespace-token index in the paragraph, -1 if none
 token_is_max_context   bool  [N,S]  this window is the max-context one for the token
 seq_len                int32 [N]    number of real tokens (``sum(input_mask)``)
-meta                   str   []     JSON: settings, source hashes, format version
+meta                   str   []     JSON: settings, key, format, each array's shape and
+                                    dtype, and ``sha256`` over the arrays' bytes
 =====================  ===========  ==================================================
+
+A cache is trusted only when it reads cleanly and matches its key, the settings, the
+questions and its recorded shapes, dtypes and digest; any other cache (truncated, flipped
+bytes, wrong shapes, an older format) is rebuilt with a warning naming it and the fault.
 """
 
 from __future__ import annotations
@@ -27,13 +32,14 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
-from collections.abc import Sequence
+import warnings
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
 
 from backends.base import FeatureBatch
-from harness.errors import DataError
+from harness.errors import DataError, HarnessWarning
 from harness.files import atomic_path, file_sha256
 from harness.squad.examples import SquadExample
 
@@ -49,6 +55,18 @@ ARRAY_NAMES = (
     "token_is_max_context",
     "seq_len",
 )
+# Arrays with one value per token ([N, S]); the others hold one value per feature ([N]).
+TOKEN_ARRAYS = frozenset(
+    ("input_ids", "input_mask", "segment_ids", "token_to_orig", "token_is_max_context")
+)
+ARRAY_DTYPES = {
+    name: np.dtype(bool) if name == "token_is_max_context" else np.dtype(np.int32)
+    for name in ARRAY_NAMES
+}
+
+
+class FeatureCacheWarning(HarnessWarning):
+    """A feature cache did not match what it should hold and is being rebuilt."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -96,22 +114,104 @@ class FeatureSet:
         arrays = {name: getattr(self, name)[:count] for name in ARRAY_NAMES}
         return FeatureSet(**arrays, meta={**self.meta, "max_examples": max_examples})
 
-    def save(self, path: Path) -> None:
-        """Write atomically: a crash never leaves a truncated cache behind."""
+    def save(self, path: Path) -> dict:
+        """Write atomically: a crash never leaves a truncated cache behind.
+
+        The meta written is ``self.meta`` plus each array's shape and dtype and the sha256
+        of their bytes, which :func:`check_cache` verifies before a cache is used; it is
+        returned.
+        """
+        arrays = {name: np.ascontiguousarray(getattr(self, name)) for name in ARRAY_NAMES}
+        meta = {**self.meta, "arrays": _array_layout(arrays), "sha256": arrays_sha256(arrays)}
         with atomic_path(path) as tmp, open(tmp, "wb") as handle:
-            arrays = {name: getattr(self, name) for name in ARRAY_NAMES}
-            np.savez(handle, meta=np.array(json.dumps(self.meta)), **arrays)
+            np.savez(handle, meta=np.array(json.dumps(meta)), **arrays)
+        return meta
 
     @classmethod
     def load(cls, path: Path) -> FeatureSet:
-        """Read a cache written by :meth:`save`."""
+        """Read a cache written by :meth:`save`; :class:`DataError` if it cannot be read.
+
+        This only reads; :func:`check_cache` says whether the contents can be trusted.
+        """
         try:
-            with np.load(path, allow_pickle=False) as data:
+            # our own handle: np.load leaks the one it opens when the zip is unreadable
+            with open(path, "rb") as handle, np.load(handle, allow_pickle=False) as data:
                 arrays = {name: data[name] for name in ARRAY_NAMES}
                 meta = json.loads(str(data["meta"]))
-        except (OSError, KeyError, ValueError) as exc:
-            raise DataError(f"{path}: unreadable feature cache ({exc}); delete it") from exc
+        # A damaged zip raises anything from BadZipFile, EOFError, zlib.error and OSError
+        # to ValueError (npy header, JSON), KeyError (a missing array) or MemoryError (a
+        # garbled shape): whatever it is, the cache cannot be read.
+        except Exception as exc:
+            raise DataError(
+                f"{path}: unreadable feature cache ({type(exc).__name__}: {_one_line(exc)})"
+            ) from None
+        if not isinstance(meta, dict):
+            raise DataError(f"{path}: unreadable feature cache (its meta is not a JSON object)")
         return cls(**arrays, meta=meta)
+
+
+def _one_line(exc: BaseException) -> str:
+    """An exception's message on one line (the CLI prints messages on one line)."""
+    return " ".join(str(exc).split()) or type(exc).__name__
+
+
+def arrays_sha256(arrays: Mapping[str, np.ndarray]) -> str:
+    """sha256 over the arrays' names, dtypes, shapes and bytes, in :data:`ARRAY_NAMES` order."""
+    digest = hashlib.sha256()
+    for name in ARRAY_NAMES:
+        array = np.ascontiguousarray(arrays[name])
+        digest.update(f"{name}:{array.dtype.str}:{list(array.shape)};".encode())
+        digest.update(array.data)
+    return digest.hexdigest()
+
+
+def _array_layout(arrays: Mapping[str, np.ndarray]) -> dict[str, dict]:
+    return {
+        name: {"shape": list(arrays[name].shape), "dtype": arrays[name].dtype.str}
+        for name in ARRAY_NAMES
+    }
+
+
+def check_cache(
+    features: FeatureSet, key: str, settings: FeatureSettings, num_examples: int | None = None
+) -> str | None:
+    """What is wrong with a loaded cache (``None`` when it can be used).
+
+    Checks its format and key, each array's dtype and shape against the settings (``[N, S]``
+    or ``[N]``, one ``N`` for all), the shapes, dtypes and sha256 recorded when it was
+    written, the number of questions (when given) and the rows' basic consistency.
+    """
+    meta = features.meta
+    if meta.get("format") != FORMAT_VERSION:
+        return f"format {meta.get('format')!r}, expected {FORMAT_VERSION}"
+    if meta.get("key") != key:
+        return f"key {meta.get('key')!r}, expected {key!r}"
+    if not isinstance(meta.get("arrays"), dict) or not isinstance(meta.get("sha256"), str):
+        return "no shapes or digest recorded (written by an older version)"
+    arrays = {name: getattr(features, name) for name in ARRAY_NAMES}
+    count = arrays["input_ids"].shape[0] if arrays["input_ids"].ndim else 0
+    for name, array in arrays.items():
+        expected = (count, settings.max_seq_length) if name in TOKEN_ARRAYS else (count,)
+        if array.dtype != ARRAY_DTYPES[name]:
+            return f"{name} has dtype {array.dtype}, expected {ARRAY_DTYPES[name]}"
+        if array.shape != expected:
+            return f"{name} has shape {list(array.shape)}, expected {list(expected)}"
+    if count == 0:
+        return "it holds no features"
+    if meta.get("num_features") != count:
+        return f"{count} features, its meta says {meta.get('num_features')!r}"
+    if meta["arrays"] != _array_layout(arrays):
+        return "array shapes or dtypes differ from those recorded when it was written"
+    if arrays_sha256(arrays) != meta["sha256"]:
+        return "contents differ from the sha256 recorded when it was written"
+    examples = arrays["example_index"]
+    if examples[0] != 0 or np.any(np.diff(examples) < 0) or np.any(np.diff(examples) > 1):
+        return "example_index is not 0, 1, 2, ... in order"
+    if num_examples is not None and int(examples[-1]) + 1 != num_examples:
+        return f"features of {int(examples[-1]) + 1} questions, expected {num_examples}"
+    if not np.array_equal(arrays["seq_len"], arrays["input_mask"].sum(axis=1)):
+        return "seq_len differs from the number of real tokens in input_mask"
+    return None
 
 
 def make_wordpiece_tokenizer(vocab_path: Path):
@@ -273,11 +373,26 @@ def load_or_build_features(
     settings: FeatureSettings = FeatureSettings(),
     progress: bool = True,
 ) -> tuple[FeatureSet, Path]:
-    """Return features from the keyed cache in ``cache_dir``, building them on a miss."""
+    """Return features from the keyed cache in ``cache_dir``, building them on a miss.
+
+    A cache that cannot be read or fails :func:`check_cache` is rebuilt, with a
+    :class:`FeatureCacheWarning` naming the file and what was wrong with it.
+    """
     key = cache_key(squad_path, vocab_path, settings)
     path = Path(cache_dir) / f"squad_features_{key}.npz"
     if path.exists():
-        return FeatureSet.load(path), path
+        try:
+            cached = FeatureSet.load(path)
+            problem = check_cache(cached, key, settings, len(examples))
+        except DataError as exc:
+            problem = str(exc).removeprefix(f"{path}: ")
+        if problem is None:
+            return cached, path
+        warnings.warn(
+            f"{path}: {problem}; rebuilding the feature cache",
+            FeatureCacheWarning,
+            stacklevel=2,
+        )
     features = build_features(examples, vocab_path, settings, progress=progress)
     meta = {
         **features.meta,
@@ -289,5 +404,4 @@ def load_or_build_features(
         "num_examples": features.num_examples,
     }
     features = dataclasses.replace(features, meta=meta)
-    features.save(path)
-    return features, path
+    return dataclasses.replace(features, meta=features.save(path)), path
