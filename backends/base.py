@@ -112,6 +112,11 @@ class Backend(ABC):
     def predict(self, batch: FeatureBatch) -> tuple[np.ndarray, np.ndarray]:
         """Return ``(start_logits, end_logits)``, each float32 ``[B, S]``."""
 
+    def fixed_sequence_length(self) -> int | None:
+        """The sequence length the loaded model requires (MLPerf's TF ``model.pb``: 384), or
+        None when it takes any length: the harness then runs each batch at its real length."""
+        return None
+
     def close(self) -> None:  # noqa: B027 - optional hook, most backends hold nothing
         """Release the model; the backend may not be used afterwards."""
 

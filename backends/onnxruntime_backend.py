@@ -61,6 +61,7 @@ class OnnxRuntimeBackend(Backend):
         self._output_names: tuple[str, str] = tensor_names.OUTPUTS["mlperf"]
         self._input_dtypes: tuple[type[np.integer], ...] = (np.int64,) * 3
         self._opt_level = "all"
+        self._fixed_seq: int | None = None
         self._custom_ops: Path | None = None
 
     def version(self) -> str:
@@ -183,6 +184,13 @@ class OnnxRuntimeBackend(Backend):
             dtypes.append(INPUT_DTYPES[onnx_type])
         self._input_names, self._output_names = in_names, out_names
         self._input_dtypes = tuple(dtypes)
+        # a graph exported with a fixed sequence axis (an int, not a name) needs that length
+        dims = inputs[in_names[0]].shape
+        self._fixed_seq = dims[1] if len(dims) == 2 and isinstance(dims[1], int) else None
+
+    def fixed_sequence_length(self) -> int | None:
+        """The graph's sequence length when its input fixes one, else None (any length)."""
+        return self._fixed_seq
 
     # ---- inference -----------------------------------------------------------------------
 

@@ -343,6 +343,10 @@ class TensorFlowBackend(Backend):
             result.append(np.ascontiguousarray(logits, dtype=np.float32))
         return tuple(result)
 
+    def fixed_sequence_length(self) -> int | None:
+        """384 for MLPerf's ``model.pb`` (its placeholders are fixed to [1, 384])."""
+        return self._fixed_seq
+
     # ---- lifecycle -----------------------------------------------------------------------
 
     def close(self) -> None:

@@ -101,6 +101,15 @@ def _run_parser(sub, name: str, help_text: str) -> None:
                         help="catalog name (see `list`) or a path to a model file/directory")
     parser.add_argument("--batch-size", type=int, default=1,
                         help="most samples per backend call (default: %(default)s)")
+    parser.add_argument("--seq-bucket", type=int, default=1, metavar="TOKENS",
+                        help="run each batch at its longest real length rounded up to a "
+                        "multiple of TOKENS (default: %(default)s; 0: always padded to 384; a "
+                        "model with a fixed length, like MLPerf's model.pb, is always padded)")
+    parser.add_argument("--no-sort", action="store_true",
+                        help="batch samples in LoadGen's order, not by length")
+    parser.add_argument("--batch-wait-ms", type=float, default=None, metavar="MS",
+                        help="most time a partial batch waits for more queries (default: "
+                        "5%% of the Server latency bound when --batch-size > 1, else 0)")
     parser.add_argument("--threads", type=int, default=0,
                         help="intra-op threads, 0 = framework default")
     parser.add_argument("--inter-threads", type=int, default=0, help="inter-op threads")
@@ -218,6 +227,9 @@ def _cmd_run(args: argparse.Namespace, mode: str) -> int:
         progress=not args.no_progress,
         call_timeout_s=args.call_timeout,
         max_run_minutes=args.max_run_minutes,
+        seq_bucket=args.seq_bucket or None,
+        sort_by_length=not args.no_sort,
+        batch_wait_ms=args.batch_wait_ms,
     )
     outcome = execute(config)
     print("\n".join(outcome.loadgen.summary_lines()))

@@ -74,6 +74,13 @@ class RunConfig:
     # expectations; call_timeout_s 0 turns the per-call timeout off.
     call_timeout_s: float | None = None
     max_run_minutes: float | None = None
+    # Variable-length execution (harness.loadgen.sut.SUTSettings): batches run at their
+    # longest real length rounded up to seq_bucket tokens (None: padded to 384), samples
+    # batched in order of length; batch_wait_ms None: BATCH_WAIT_SHARE of the Server
+    # latency bound when batching, else 0.
+    seq_bucket: int | None = 1
+    sort_by_length: bool = True
+    batch_wait_ms: float | None = None
 
     def validate(self) -> None:
         check_scenario(self.scenario)
@@ -84,6 +91,11 @@ class RunConfig:
         if self.call_timeout_s is not None and not self.call_timeout_s >= 0:
             raise ConfigError(f"--call-timeout must be >= 0 seconds (0: none), got "
                               f"{self.call_timeout_s}")
+        if self.seq_bucket is not None and self.seq_bucket < 1:
+            raise ConfigError(f"--seq-bucket must be at least 1 token (0: padded), got "
+                              f"{self.seq_bucket}")
+        if self.batch_wait_ms is not None and not self.batch_wait_ms >= 0:
+            raise ConfigError(f"--batch-wait-ms must be >= 0, got {self.batch_wait_ms}")
         if self.max_run_minutes is not None and not self.max_run_minutes > 0:
             raise ConfigError(f"--max-run-minutes must be positive, got {self.max_run_minutes}")
         if self.mode not in MODES:
@@ -151,7 +163,7 @@ def execute(config: RunConfig) -> RunOutcome:
     backend = backend_class(config.backend_settings)
     try:
         backend.load(model.path)
-        warmup = _warm_up(backend, data.features, config.batch_size, limits.call_timeout_s)
+        warmup = _warm_up(backend, data.features, config, limits.call_timeout_s)
         estimate_s, issued = expected_run_s(test_settings, config.scenario, config.mode,
                                             len(data.features), warmup["s_per_sample"])
         warmup.update(estimated_run_s=round(estimate_s, 1), loadgen_issues=issued)
@@ -172,7 +184,9 @@ def _record_and_run(staged: StagedRun, config: RunConfig, system: str, model, ba
                     warmup: dict) -> tuple[LoadGenResult, Any]:
     write_text_atomic(staged.path / "user.conf", conf_text)  # exactly what LoadGen read
     record = _settings_record(config, system, model, backend, data)
-    record.update(limits=limits.to_json(), warmup=warmup)
+    sut = dataclasses.asdict(_sut_settings(config, test_settings, limits))
+    sut["fixed_sequence_length"] = backend.fixed_sequence_length()
+    record.update(limits=limits.to_json(), warmup=warmup, sut=sut)
     write_json_atomic(staged.path / "settings.json", record)
     loadgen = _start_test(backend, data.features, config, test_settings, limits, staged.path)
     accuracy = _score(staged.path, data, model) if config.mode == "accuracy" else None
@@ -224,10 +238,16 @@ def _summarise_stopped(outdir: Path, config: RunConfig, reason: str) -> None:
         pass  # no or partial logs: the note says what happened
 
 
-def _warm_up(backend, features, batch_size: int, timeout_s: float | None) -> dict:
-    """Two untimed-by-LoadGen calls on real features: the first warms caches, the second is
-    timed; each must return within ``timeout_s``. Seconds per sample of the second call."""
-    batch = features.batch(list(range(min(batch_size, len(features)))))
+def _warm_up(backend, features, config: RunConfig, timeout_s: float | None) -> dict:
+    """Two untimed-by-LoadGen calls on real features, at the length the run will use: the
+    first warms caches, the second is timed; each must return within ``timeout_s``.
+    Seconds per sample of the second call."""
+    rows = list(range(min(config.batch_size, len(features))))
+    batch = features.batch(rows)
+    longest = int(features.input_mask[rows].sum(axis=1).max())
+    if backend.fixed_sequence_length() is None and config.seq_bucket is not None:
+        seq = min(batch.input_ids.shape[1], -(-longest // config.seq_bucket) * config.seq_bucket)
+        batch = type(batch)(*(a[:, :seq] for a in batch.arrays()))
     seconds = 0.0
     for _ in range(2):
         started = time.perf_counter()
@@ -259,13 +279,28 @@ def _call_with_timeout(backend, batch, timeout_s: float | None) -> None:
         raise outcome[0]
 
 
+BATCH_WAIT_SHARE = 0.05  # Server, batch > 1: wait up to this share of the latency bound
+
+
+def _sut_settings(config: RunConfig, test_settings, limits: RunLimits) -> SUTSettings:
+    """How the SUT batches and bounds this run (recorded in settings.json)."""
+    wait_ms = config.batch_wait_ms
+    if wait_ms is None:
+        bound_ms = test_settings.server_target_latency_ns / 1e6
+        wait_ms = BATCH_WAIT_SHARE * bound_ms \
+            if config.scenario == "Server" and config.batch_size > 1 else 0.0
+    return SUTSettings(
+        config.batch_size, config.progress, limits.call_timeout_s, limits.deadline_s,
+        hold_on_stop=config.scenario == "Server" and config.mode == "performance",
+        seq_bucket=config.seq_bucket, sort_by_length=config.sort_by_length,
+        batch_wait_s=wait_ms / 1000,
+    )
+
+
 def _start_test(backend, features, config: RunConfig, test_settings, limits: RunLimits,
                 outdir: Path) -> LoadGenResult:
     qsl = QuerySampleLibrary(features)
-    sut = LoadGenSUT(backend, qsl, SUTSettings(
-        config.batch_size, config.progress, limits.call_timeout_s, limits.deadline_s,
-        hold_on_stop=config.scenario == "Server" and config.mode == "performance",
-    ))
+    sut = LoadGenSUT(backend, qsl, _sut_settings(config, test_settings, limits))
     sut_handle = sut.construct()
     qsl_handle = qsl.construct()
     started = time.monotonic()

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import ctypes
+import time
 from pathlib import Path
 
 import numpy as np
@@ -10,7 +12,7 @@ import pytest
 from backends import BackendSettings
 from backends.null import NullBackend
 from harness.loadgen.qsl import QuerySampleLibrary, SampleNotLoadedError
-from harness.loadgen.sut import LoadGenSUT, SUTSettings
+from harness.loadgen.sut import PAD_LOGIT, BackendCallTimeout, LoadGenSUT, SUTSettings
 from harness.squad.examples import read_squad_examples
 from harness.squad.features import FeatureSet, build_features
 
@@ -36,55 +38,148 @@ def test_only_loaded_samples_are_served(features: FeatureSet) -> None:
     assert qsl.loaded_count == 1 and qsl.loads == 1
 
 
-class _Sample:
-    def __init__(self, sample_id: int, index: int) -> None:
-        self.id, self.index = sample_id, index
-
-
-def _drive(sut: LoadGenSUT, queries: list[list[_Sample]], monkeypatch) -> list:
-    """Run the worker against a stand-in for LoadGen's completion call."""
+def _drive(sut: LoadGenSUT, queries: list[list[tuple[int, int]]], monkeypatch,
+           flush: bool = False) -> list:
+    """Run the worker against a stand-in for LoadGen: ``queries`` of (id, index) pairs are
+    issued in turn; returns (id, size, logits or None) for each completed sample."""
     import mlperf_loadgen as lg
 
     completed: list = []
 
     def complete(responses) -> None:
         # copy now: the buffer is only guaranteed alive until this call returns
-        completed.extend((r.id, r.size) for r in responses)
+        for r in responses:
+            logits = None
+            if r.size:
+                raw = (ctypes.c_char * r.size).from_address(r.data)
+                logits = np.frombuffer(bytes(raw), np.float32).reshape(-1, 2)
+            completed.append((r.id, r.size, logits))
 
     monkeypatch.setattr(lg, "QuerySamplesComplete", complete)
-    monkeypatch.setattr(lg, "ConstructSUT", lambda issue, flush: "handle")
-    monkeypatch.setattr(lg, "DestroySUT", lambda handle: None)
+    monkeypatch.setattr(lg, "ConstructFastSUT", lambda issue, flush: "handle")
+    monkeypatch.setattr(lg, "DestroyFastSUT", lambda handle: None)
     sut.construct()
     for query in queries:
-        sut.issue_queries(query)
+        sut.issue_queries([i for i, _ in query], [x for _, x in query])
+    if flush:
+        sut.flush_queries()
     sut.destroy()
     return completed
 
 
-def test_offline_query_is_cut_into_batches(features, monkeypatch) -> None:
+def _null_sut(features, settings: SUTSettings, count: int = 10, **options) -> LoadGenSUT:
+    qsl = QuerySampleLibrary(features)
+    qsl.load_query_samples(list(range(count)))
+    backend = NullBackend(BackendSettings(options=options))
+    backend.load(None)
+    return LoadGenSUT(backend, qsl, settings)
+
+
+class _Recording(NullBackend):
+    """The null backend, recording the shape of each batch it is given."""
+
+    shapes: list
+
+    def predict(self, batch):
+        self.shapes.append(batch.input_ids.shape)
+        return super().predict(batch)
+
+
+def test_offline_query_is_cut_into_batches_of_similar_length(features, monkeypatch) -> None:
     qsl = QuerySampleLibrary(features)
     qsl.load_query_samples(list(range(10)))
-    backend = NullBackend()
+    backend = _Recording()
+    backend.shapes = []
     backend.load(None)
     sut = LoadGenSUT(backend, qsl, SUTSettings(batch_size=4, progress=False))
-    completed = _drive(sut, [[_Sample(100 + i, i) for i in range(10)]], monkeypatch)
-    assert [sample_id for sample_id, _ in completed] == [100 + i for i in range(10)]
-    assert all(size == 384 * 2 * 4 for _, size in completed)  # [384, 2] float32 each
+    completed = _drive(sut, [[(100 + i, i) for i in range(10)]], monkeypatch)
+    assert sorted(sample_id for sample_id, _, _ in completed) == [100 + i for i in range(10)]
+    assert all(size == 384 * 2 * 4 for _, size, _ in completed)  # [384, 2] float32 each
     assert sut.batches == 3  # 4 + 4 + 2
+    # batched in order of real length, each batch run at its longest sample's length
+    lengths = sorted(qsl.lengths[:10])
+    assert [shape[1] for shape in backend.shapes] == [lengths[3], lengths[7], lengths[9]]
+    assert max(lengths) < 384  # so the test shows truncation
+
+
+def test_logits_past_a_samples_batch_length_are_padding(features, monkeypatch) -> None:
+    sut = _null_sut(features, SUTSettings(batch_size=3, progress=False, seq_bucket=16))
+    completed = _drive(sut, [[(i, i) for i in range(6)]], monkeypatch)
+    qsl = sut.qsl
+    for sample_id, _, logits in completed:
+        seq = -(-int(qsl.lengths[sample_id]) // 16) * 16  # at least its own length, bucketed
+        assert (logits[seq + 16:] == PAD_LOGIT).all()
+        # the null backend's answer (first context token) is where the padded run puts it
+        context = features.segment_ids[sample_id].astype(bool) & \
+            features.input_mask[sample_id].astype(bool)
+        assert int(np.argmax(logits[:, 0])) == int(np.argmax(context))
+
+
+def test_padded_mode_runs_every_batch_at_the_full_length(features, monkeypatch) -> None:
+    qsl = QuerySampleLibrary(features)
+    qsl.load_query_samples(list(range(4)))
+    backend = _Recording()
+    backend.shapes = []
+    backend.load(None)
+    sut = LoadGenSUT(backend, qsl, SUTSettings(batch_size=2, progress=False, seq_bucket=None))
+    _drive(sut, [[(i, i) for i in range(4)]], monkeypatch)
+    assert backend.shapes == [(2, 384), (2, 384)]
+
+
+def test_a_partial_batch_waits_for_more_queries_within_its_budget(features, monkeypatch) -> None:
+    qsl = QuerySampleLibrary(features)
+    qsl.load_query_samples(list(range(4)))
+    backend = _Recording()
+    backend.shapes = []
+    backend.load(None)
+    sut = LoadGenSUT(backend, qsl, SUTSettings(batch_size=4, progress=False, batch_wait_s=30))
+    import mlperf_loadgen as lg
+
+    monkeypatch.setattr(lg, "QuerySamplesComplete", lambda responses: None)
+    monkeypatch.setattr(lg, "ConstructFastSUT", lambda issue, flush: "handle")
+    monkeypatch.setattr(lg, "DestroyFastSUT", lambda handle: None)
+    sut.construct()
+    for i in range(4):  # Server: one query at a time, slower than the worker
+        sut.issue_queries([i], [i])
+        time.sleep(0.05)
+    sut.destroy()
+    assert [shape[0] for shape in backend.shapes] == [4]  # one full batch, not four of one
 
 
 def test_failing_backend_completes_everything_empty_then_reports(features, monkeypatch) -> None:
-    qsl = QuerySampleLibrary(features)
-    qsl.load_query_samples(list(range(6)))
-    backend = NullBackend(BackendSettings(options={"fail_after": 1}))
-    backend.load(None)
-    sut = LoadGenSUT(backend, qsl, SUTSettings(batch_size=2, progress=False))
-    queries = [[_Sample(i, i)] for i in range(6)]
-    completed = _drive(sut, queries, monkeypatch)
-    assert sorted(sample_id for sample_id, _ in completed) == list(range(6))  # nobody waits
+    sut = _null_sut(features, SUTSettings(batch_size=2, progress=False), 6, fail_after=1)
+    completed = _drive(sut, [[(i, i)] for i in range(6)], monkeypatch)
+    assert sorted(sample_id for sample_id, _, _ in completed) == list(range(6))  # nobody waits
     # one batch (of 1 or 2 samples, depending on what had arrived) ran; the rest are empty
-    answered = [size for _, size in completed if size]
+    answered = [size for _, size, _ in completed if size]
     assert sut.batches == 1 and 1 <= len(answered) <= 2
     assert all(size == 384 * 2 * 4 for size in answered)
     with pytest.raises(Exception, match="failing on purpose"):
         sut.raise_if_failed()
+
+
+def test_server_holds_queries_after_a_stop_until_the_flush(features, monkeypatch) -> None:
+    sut = _null_sut(features, SUTSettings(batch_size=1, progress=False, hold_on_stop=True), 6,
+                    fail_after=1)
+    completed = _drive(sut, [[(i, i)] for i in range(6)], monkeypatch, flush=True)
+    assert sorted(sample_id for sample_id, _, _ in completed) == list(range(6))
+    assert sut.batches == 1 and sut.stopped
+
+
+def test_a_call_that_never_returns_is_given_up_and_the_rest_completed(
+        features, monkeypatch) -> None:
+    sut = _null_sut(features, SUTSettings(batch_size=2, progress=False, call_timeout_s=0.3), 8,
+                    hang_after=1)
+    completed = _drive(sut, [[(i, i) for i in range(8)]], monkeypatch)
+    assert sorted(sample_id for sample_id, _, _ in completed) == list(range(8))
+    assert sum(1 for _, size, _ in completed if size) == 2  # the first batch only
+    with pytest.raises(BackendCallTimeout, match="did not return within 0.3 s"):
+        sut.raise_if_failed()
+
+
+def test_a_stop_completes_what_is_pending_without_the_backend(features, monkeypatch) -> None:
+    sut = _null_sut(features, SUTSettings(batch_size=2, progress=False), 8)
+    sut.stop("interrupted by SIGINT")
+    completed = _drive(sut, [[(i, i) for i in range(8)]], monkeypatch)
+    assert sorted(sample_id for sample_id, _, _ in completed) == list(range(8))
+    assert sut.batches == 0 and sut.stop_reason == "interrupted by SIGINT"

@@ -20,48 +20,58 @@ class SampleNotLoadedError(HarnessError):
 
 
 class QuerySampleLibrary:
-    """Serves features by index; ``count`` total samples, ``performance_count`` loadable at once."""
+    """Serves features by index; ``count`` total samples, ``performance_count`` loadable at once.
+
+    Loading converts the features to contiguous int64 once and marks the samples as loaded;
+    a batch is then one vectorised gather, whatever its size (the hot path of a fast
+    device must not loop over samples in Python). ``lengths`` holds each sample's real
+    token count, for variable-length execution.
+    """
 
     def __init__(self, features: FeatureSet, performance_count: int | None = None) -> None:
         self.features = features
         self.count = len(features)
         self.performance_count = min(performance_count or self.count, self.count)
-        self._staged: dict[int, FeatureBatch] = {}  # one sample each, arrays [S]
+        self.lengths = np.asarray(features.input_mask, dtype=bool).sum(axis=1).astype(np.int64)
+        self._loaded = np.zeros(self.count, dtype=bool)
+        self._arrays: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
         self.loads = 0  # how many load calls LoadGen made (recorded, and tested)
         self._handle = None
 
     # -- LoadGen callbacks -------------------------------------------------------------
     def load_query_samples(self, indices: list[int]) -> None:
-        """Stage the given samples as contiguous int64 rows (untimed by LoadGen)."""
+        """Stage the given samples (untimed by LoadGen)."""
         self.loads += 1
-        for index in indices:
-            self._staged[index] = self.features.batch(index)
+        if self._arrays is None:
+            self._arrays = tuple(  # type: ignore[assignment]
+                np.ascontiguousarray(a, dtype=np.int64)
+                for a in (self.features.input_ids, self.features.input_mask,
+                          self.features.segment_ids)
+            )
+        self._loaded[np.asarray(indices, dtype=np.int64)] = True
 
     def unload_query_samples(self, indices: list[int]) -> None:
         """Drop the given samples."""
-        for index in indices:
-            self._staged.pop(index, None)
+        self._loaded[np.asarray(indices, dtype=np.int64)] = False
+        if not self._loaded.any():
+            self._arrays = None
 
     # -- used by the SUT ---------------------------------------------------------------
     @property
     def loaded_count(self) -> int:
         """Number of samples currently staged."""
-        return len(self._staged)
+        return int(self._loaded.sum())
 
-    def batch(self, indices: list[int], seq_len: int | None = None) -> FeatureBatch:
-        """Stack loaded samples into a batch, truncated to ``seq_len`` tokens if given."""
-        try:
-            rows = [self._staged[index] for index in indices]
-        except KeyError as exc:
-            raise SampleNotLoadedError(
-                f"sample {exc.args[0]} was issued but never loaded by LoadGen"
-            ) from None
-        end = seq_len or rows[0].input_ids.shape[0]
-        return FeatureBatch(
-            input_ids=np.stack([r.input_ids[:end] for r in rows]),
-            input_mask=np.stack([r.input_mask[:end] for r in rows]),
-            segment_ids=np.stack([r.segment_ids[:end] for r in rows]),
-        )
+    def batch(self, indices, seq_len: int | None = None) -> FeatureBatch:
+        """Loaded samples as one int64 batch, truncated to ``seq_len`` tokens if given."""
+        rows = np.asarray(indices, dtype=np.int64)
+        loaded = self._loaded[rows]
+        if not loaded.all():
+            missing = int(rows[~loaded][0])
+            raise SampleNotLoadedError(f"sample {missing} was issued but never loaded by LoadGen")
+        assert self._arrays is not None
+        columns = slice(None, seq_len)
+        return FeatureBatch(*(a[rows, columns] for a in self._arrays))
 
     # -- LoadGen object ----------------------------------------------------------------
     def construct(self):

@@ -50,6 +50,13 @@ class SUTSettings:
     call may take (None: no limit). ``deadline_s``: seconds after :meth:`construct` at
     which the run is stopped (None: none). ``hold_on_stop``: hold queries after a stop until
     LoadGen flushes (Server performance runs; see the module doc).
+
+    Variable length: a batch runs at the longest real length among its samples, rounded up
+    to a multiple of ``seq_bucket`` tokens (None: always the full padded length; a backend
+    whose model fixes the length gets that). ``sort_by_length``: the samples of a query
+    (Offline: all of them) are batched in order of length, so a batch wastes little on
+    padding. ``batch_wait_s``: how long a batch that is not full may wait for more queries
+    (Server), from its first sample's arrival.
     """
 
     batch_size: int = 1
@@ -57,19 +64,65 @@ class SUTSettings:
     call_timeout_s: float | None = None
     deadline_s: float | None = None
     hold_on_stop: bool = False
+    seq_bucket: int | None = 1
+    sort_by_length: bool = True
+    batch_wait_s: float = 0.0
 
     def __post_init__(self) -> None:
         if self.batch_size < 1:
             raise HarnessError(f"batch size must be at least 1, got {self.batch_size}")
+        if self.seq_bucket is not None and self.seq_bucket < 1:
+            raise HarnessError(f"sequence bucket must be at least 1 token, got {self.seq_bucket}")
+        if self.batch_wait_s < 0:
+            raise HarnessError(f"batch wait must be >= 0 s, got {self.batch_wait_s}")
         for label, value in (("call timeout", self.call_timeout_s),
                              ("deadline", self.deadline_s)):
             if value is not None and not value > 0:
                 raise HarnessError(f"{label} must be positive seconds, got {value}")
 
 
+PAD_LOGIT = -10000.0  # logits past a sample's batch length: as the reference pads short logits
+_EMPTY = (np.zeros(0, np.uint64), np.zeros(0, np.int64))
 _STOP = object()  # the test is over: finish and end the worker
 _FLUSH = object()  # LoadGen issues no more queries
 _WAKE = object()  # look at the stop state now
+
+
+class _Pending:
+    """Samples taken from LoadGen's queries and not yet sent: chunks of (ids, indices)
+    arrays, taken from the front in one slice per chunk."""
+
+    def __init__(self) -> None:
+        self._chunks: deque[tuple[np.ndarray, np.ndarray]] = deque()
+        self._count = 0
+
+    def __len__(self) -> int:
+        return self._count
+
+    def add(self, ids: np.ndarray, indices: np.ndarray) -> None:
+        if len(ids):
+            self._chunks.append((ids, indices))
+            self._count += len(ids)
+
+    def take(self, count: int) -> tuple[np.ndarray, np.ndarray]:
+        taken: list[tuple[np.ndarray, np.ndarray]] = []
+        need = min(count, self._count)
+        while need:
+            ids, indices = self._chunks[0]
+            if len(ids) <= need:
+                self._chunks.popleft()
+                taken.append((ids, indices))
+                need -= len(ids)
+            else:
+                taken.append((ids[:need], indices[:need]))
+                self._chunks[0] = (ids[need:], indices[need:])
+                need = 0
+        self._count -= sum(len(ids) for ids, _ in taken)
+        if len(taken) == 1:
+            return taken[0]
+        if not taken:
+            return _EMPTY
+        return np.concatenate([i for i, _ in taken]), np.concatenate([x for _, x in taken])
 
 
 class LoadGenSUT:
@@ -89,11 +142,13 @@ class LoadGenSUT:
         self._queue: queue.SimpleQueue = queue.SimpleQueue()
         self._lock = threading.Lock()
         self._generation = 0  # bumped when a stuck worker is abandoned
-        self._in_call: tuple[list[int], float] | None = None  # (ids, started) of the call
+        self._in_call: tuple[np.ndarray, float] | None = None  # (ids, started) of the call
         # taken from the queue, not yet sent: shared, so that a worker that replaces a
         # stuck one carries on with the same samples
-        self._pending: deque = deque()
-        self._held: list[int] = []
+        self._pending = _Pending()
+        self._held: list[np.ndarray] = []
+        self._full_len = int(qsl.features.input_ids.shape[1])
+        self._fixed_len = backend.fixed_sequence_length()
         self._flushed = False
         self._worker: threading.Thread | None = None
         self._watchdog: threading.Thread | None = None
@@ -103,9 +158,9 @@ class LoadGenSUT:
         self._bar = None
 
     # -- LoadGen callbacks (LoadGen's threads) -----------------------------------------
-    def issue_queries(self, query_samples) -> None:
-        """Enqueue and return at once: LoadGen's clock is running."""
-        self._queue.put([(sample.id, sample.index) for sample in query_samples])
+    def issue_queries(self, ids: list[int], indices: list[int]) -> None:
+        """Enqueue and return at once: LoadGen's clock is running (ConstructFastSUT's form)."""
+        self._queue.put((ids, indices))
 
     def flush_queries(self) -> None:
         """LoadGen will issue nothing more: release anything held after a stop."""
@@ -130,45 +185,56 @@ class LoadGenSUT:
         self.stop(f"the backend failed: {type(exc).__name__}: {exc}")
 
     # -- worker ------------------------------------------------------------------------
-    def _next_batch(self) -> list[tuple[int, int]] | None:
+    def _take(self, item) -> bool:
+        """Handle one queue item; False when it says the test is over."""
+        if item is _STOP:
+            self._queue.put(_STOP)  # seen again by the blocking wait, once pending is done
+            return False
+        if item is _FLUSH:
+            self._flushed = True
+            self._release_held()
+        elif item is not _WAKE:
+            ids, indices = np.asarray(item[0], np.uint64), np.asarray(item[1], np.int64)
+            if len(indices) > 1 and self.settings.sort_by_length:
+                order = np.argsort(self.qsl.lengths[indices], kind="stable")
+                ids, indices = ids[order], indices[order]
+            self._pending.add(ids, indices)
+        return True
+
+    def _next_batch(self) -> tuple[np.ndarray, np.ndarray] | None:
         """Take up to batch_size samples, blocking only when nothing is pending."""
         pending = self._pending
         while not pending:
             item = self._queue.get()
             if item is _STOP:
                 return None
-            if item is _FLUSH:
-                self._flushed = True
-                self._release_held()
-            elif item is not _WAKE:
-                pending.extend(item)
-            elif self.stopped:
-                return []  # let the caller see the stop
-        # Gather whatever else has already arrived (Server: queries issued meanwhile).
-        while len(pending) < self.settings.batch_size:
+            self._take(item)
+            if item is _WAKE and self.stopped and not pending:
+                return _EMPTY  # let the caller see the stop
+        wanted = self.settings.batch_size
+        # Gather whatever else has already arrived (Server: queries issued meanwhile), and
+        # wait up to the batch budget for more.
+        waits_until = self._first_arrival_wait()
+        while len(pending) < wanted and not self.stopped:
+            timeout = None if waits_until is None else waits_until - time.monotonic()
             try:
-                item = self._queue.get_nowait()
+                item = (self._queue.get_nowait() if timeout is None or timeout <= 0
+                        else self._queue.get(timeout=timeout))
             except queue.Empty:
                 break
-            if item is _STOP:
-                self._queue.put(_STOP)  # finish what is pending first, then stop
+            if not self._take(item):
                 break
-            if item is _FLUSH:
-                self._flushed = True
-                self._release_held()
-            elif item is not _WAKE:
-                pending.extend(item)
-        if self.stopped:  # nothing more goes to the backend: take everything
-            size = len(pending)
-        else:
-            size = min(self.settings.batch_size, len(pending))
-        return [pending.popleft() for _ in range(size)]
+        return pending.take(len(pending) if self.stopped else wanted)
+
+    def _first_arrival_wait(self) -> float | None:
+        wait = self.settings.batch_wait_s
+        return time.monotonic() + wait if wait > 0 else None
 
     def _run(self, generation: int) -> None:
         while (batch := self._next_batch()) is not None:
-            if not batch:
+            ids, indices = batch
+            if not len(ids):
                 continue
-            ids = [sample_id for sample_id, _ in batch]
             if self._deadline is not None and time.monotonic() > self._deadline:
                 self.stop(f"the run passed its time limit of {self.settings.deadline_s:g} s")
             if self.stopped:
@@ -178,9 +244,7 @@ class LoadGenSUT:
             with self._lock:
                 self._in_call = (ids, time.monotonic())
             try:
-                start, end = self.backend.predict(self.qsl.batch([i for _, i in batch]))
-                # [B, S, 2] float32: the layout of the reference's response buffers
-                output = np.ascontiguousarray(np.stack([start, end], axis=-1), np.float32)
+                output = self._predict(indices)
             except BaseException as exc:  # noqa: BLE001 - reported after LoadGen ends
                 if generation == self._generation:
                     self._fail(exc, traceback.format_exc())
@@ -192,33 +256,56 @@ class LoadGenSUT:
                     self.batches += 1
             self._complete(ids, output)
 
-    def _stopped_samples(self, ids: list[int]) -> None:
+    def _seq_len(self, indices: np.ndarray) -> int:
+        """The length a batch runs at: its longest sample, bucketed (see SUTSettings)."""
+        full = self._full_len
+        if self._fixed_len is not None:
+            return self._fixed_len
+        bucket = self.settings.seq_bucket
+        if bucket is None:
+            return full
+        longest = int(self.qsl.lengths[indices].max())
+        return min(full, -(-max(longest, 1) // bucket) * bucket)
+
+    def _predict(self, indices: np.ndarray) -> np.ndarray:
+        """[B, full, 2] float32 logits: the layout of the reference's response buffers, with
+        positions past the batch's length at PAD_LOGIT (never picked as an answer)."""
+        seq = self._seq_len(indices)
+        start, end = self.backend.predict(self.qsl.batch(indices, seq))
+        if seq == self._full_len:
+            return np.ascontiguousarray(np.stack([start, end], axis=-1), np.float32)
+        output = np.full((len(indices), self._full_len, 2), PAD_LOGIT, np.float32)
+        output[:, :seq, 0] = start
+        output[:, :seq, 1] = end
+        return output
+
+    def _stopped_samples(self, ids: np.ndarray) -> None:
         """After a stop: hold the samples (Server, until the flush) or complete them empty."""
         if self.settings.hold_on_stop and not self._flushed:
-            self._held.extend(ids)
+            self._held.append(ids)
         else:
             self._complete(ids, None)
 
     def _release_held(self) -> None:
         held, self._held = self._held, []
         if held:
-            self._complete(held, None)
+            self._complete(np.concatenate(held), None)
 
-    def _complete(self, ids: list[int], output: np.ndarray | None) -> None:
+    def _complete(self, ids: np.ndarray, output: np.ndarray | None) -> None:
         import mlperf_loadgen as lg
 
+        count = len(ids)
         if output is not None:
-            responses = [
-                lg.QuerySampleResponse(sample_id, output[row].ctypes.data, output[row].nbytes)
-                for row, sample_id in enumerate(ids)
-            ]
+            row = output[0].nbytes
+            pointers = (output.ctypes.data + row * np.arange(count, dtype=np.uint64)).tolist()
+            sizes = [row] * count
         else:
-            responses = [lg.QuerySampleResponse(sample_id, 0, 0) for sample_id in ids]
-        lg.QuerySamplesComplete(responses)
+            pointers = sizes = [0] * count
+        lg.QuerySamplesComplete(list(map(lg.QuerySampleResponse, ids.tolist(), pointers, sizes)))
         del output  # only now may the buffers go
-        self.completed += len(ids)
+        self.completed += count
         if self._bar is not None:
-            self._bar.update(len(ids))
+            self._bar.update(count)
 
     # -- watchdog ----------------------------------------------------------------------
     def _watch(self) -> None:
@@ -265,27 +352,32 @@ class LoadGenSUT:
             self._watchdog = threading.Thread(target=self._watch, name="sut-watchdog",
                                               daemon=True)
             self._watchdog.start()
-        self._handle = lg.ConstructSUT(self.issue_queries, self.flush_queries)
+        self._handle = lg.ConstructFastSUT(self.issue_queries, self.flush_queries)
         return self._handle
 
     def destroy(self) -> None:
-        """Stop the worker and watchdog and destroy the handle."""
+        """Let the worker finish what is pending, then stop it and the watchdog, and destroy
+        the handle. The watchdog keeps watching meanwhile: a worker stuck in a call is
+        replaced (and abandoned, a daemon thread) and its replacement finishes instead."""
         import mlperf_loadgen as lg
 
+        if self._worker is not None:
+            self._queue.put(_STOP)
+            while True:
+                worker = self._worker
+                worker.join(0.05)
+                if worker is self._worker and not worker.is_alive():
+                    break
+            self._worker = None
         self._closing.set()
         if self._watchdog is not None:
             self._watchdog.join()
             self._watchdog = None
-        if self._worker is not None:
-            self._queue.put(_STOP)
-            # A worker stuck in a backend call that never returns is abandoned (daemon).
-            self._worker.join(timeout=None if self.error is None else 5.0)
-            self._worker = None
         if self._bar is not None:
             self._bar.close()
             self._bar = None
         if self._handle is not None:
-            lg.DestroySUT(self._handle)
+            lg.DestroyFastSUT(self._handle)
             self._handle = None
 
     def raise_if_failed(self) -> None:
