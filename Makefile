@@ -13,13 +13,15 @@ MIRROR      ?= ../shared/squad
 SYSTEM      ?=
 ARGS        ?=
 
-RUN_FLAGS = --scenario $(SCENARIO) --backend $(BACKEND) --model $(MODEL) \
-	--batch-size $(BATCH) --threads $(THREADS) --mirror $(MIRROR) \
-	$(if $(filter 1,$(SHORT)),--short) \
-	$(if $(MAX_EXAMPLES),--max-examples $(MAX_EXAMPLES)) \
-	$(if $(SYSTEM),--system $(SYSTEM)) $(ARGS)
+# Values are quoted for the shell: a MODEL or MIRROR path or a SYSTEM name may hold spaces.
+q = '$(subst ','"'"',$(1))'
+RUN_FLAGS = --scenario $(call q,$(SCENARIO)) --backend $(call q,$(BACKEND)) \
+	--model $(call q,$(MODEL)) --batch-size $(call q,$(BATCH)) --threads $(call q,$(THREADS)) \
+	--mirror $(call q,$(MIRROR)) $(if $(filter 1,$(SHORT)),--short) \
+	$(if $(MAX_EXAMPLES),--max-examples $(call q,$(MAX_EXAMPLES))) \
+	$(if $(SYSTEM),--system $(call q,$(SYSTEM))) $(ARGS)
 
-.PHONY: help install data model run accuracy agree test lint bench bench-backends clean
+.PHONY: help install data model run accuracy agree test test-fast lint bench bench-backends clean
 
 help: ## list targets and variables
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -37,10 +39,10 @@ $(VENV)/.installed: pyproject.toml
 install: $(VENV)/.installed ## create .venv and install the harness with all extras
 
 data: install ## fetch + md5-verify dev-v1.1.json and vocab.txt, build the feature cache
-	$(PY) -m harness data --mirror $(MIRROR)
+	$(PY) -m harness data --mirror $(call q,$(MIRROR))
 
 model: install ## fetch/export MODEL into models/store (zenodo files need a network)
-	$(PY) -m harness model --model $(MODEL) $(if $(filter-out onnxruntime,$(BACKEND)),--backend $(BACKEND))
+	$(PY) -m harness model --model $(call q,$(MODEL)) $(if $(filter-out onnxruntime,$(BACKEND)),--backend $(BACKEND))
 
 run: install ## LoadGen performance run: make run SCENARIO=Offline
 	$(PY) -m harness run $(RUN_FLAGS)
@@ -49,11 +51,14 @@ accuracy: install ## LoadGen accuracy run + EM/F1: make accuracy MAX_EXAMPLES=28
 	$(PY) -m harness accuracy $(RUN_FLAGS)
 
 agree: install ## every backend on the same features: logits, answers, F1 (MODEL=a,b)
-	$(PY) -m harness agree --model $(MODEL) --mirror $(MIRROR) \
-		$(if $(MAX_EXAMPLES),--max-examples $(MAX_EXAMPLES)) $(ARGS)
+	$(PY) -m harness agree --model $(call q,$(MODEL)) --mirror $(call q,$(MIRROR)) \
+		$(if $(MAX_EXAMPLES),--max-examples $(call q,$(MAX_EXAMPLES))) $(ARGS)
 
-test: install ## run the test suite
+test: install ## run the test suite (what CI runs)
 	$(PY) -m pytest -q
+
+test-fast: install ## run the tests except those marked slow
+	$(PY) -m pytest -q -m "not slow"
 
 lint: install ## ruff
 	$(PY) -m ruff check .

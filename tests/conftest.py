@@ -1,11 +1,18 @@
-"""Shared fixtures: the official SQuAD files beside the project, and small stand-ins."""
+"""Shared fixtures: the official SQuAD files beside the project, and small stand-in models.
+
+Plain helper functions are in ``helpers.py``; the stand-in model builders in
+``tiny_models.py``. A fixture that needs an optional library skips the tests using it, with a
+reason naming the extra to install.
+"""
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import pytest
+
+from tests.helpers import needs
+from tests.tiny_models import make_tiny_hf_qa_model
 
 SHARED = Path(__file__).resolve().parents[2] / "shared"
 
@@ -27,26 +34,19 @@ def demo_model_dir() -> Path:
     return path
 
 
-def write_squad(path: Path, paragraphs: list[tuple[str, list[tuple[str, str, list[str]]]]]) -> Path:
-    """Write a SQuAD v1.1 file: paragraphs of (context, [(id, question, answers)])."""
-    data = {
-        "version": "1.1",
-        "data": [
-            {
-                "title": "T",
-                "paragraphs": [
-                    {
-                        "context": context,
-                        "qas": [
-                            {"id": qid, "question": q, "answers": [{"text": a, "answer_start": 0}
-                                                                   for a in answers]}
-                            for qid, q, answers in qas
-                        ],
-                    }
-                    for context, qas in paragraphs
-                ],
-            }
-        ],
-    }
-    path.write_text(json.dumps(data), encoding="utf-8")
-    return path
+@pytest.fixture(scope="session")
+def tiny_hf_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny random ``BertForQuestionAnswering`` checkpoint directory (2 layers, hidden 64;
+    seed 0), shared by every test: read it, never write into it."""
+    return make_tiny_hf_qa_model(tmp_path_factory.mktemp("tiny_hf") / "tiny-bert-qa")
+
+
+@pytest.fixture(scope="session")
+def tiny_onnx(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """``tiny_hf_dir`` exported to ONNX (Hugging Face tensor names), as ``tiny.onnx``."""
+    # checked before tiny_hf_dir is built, so that a skip names every extra this takes
+    needs("onnx", "export", purpose="exporting a Hugging Face checkpoint to ONNX")
+    from models.export_onnx import export_hf_qa_to_onnx
+
+    tiny_hf_dir = request.getfixturevalue("tiny_hf_dir")
+    return export_hf_qa_to_onnx(tiny_hf_dir, tmp_path_factory.mktemp("tiny_onnx") / "tiny.onnx")

@@ -12,19 +12,16 @@ from backends import REGISTRY, BackendEntry
 from harness import agreement
 from harness.cli import main
 from harness.squad.metrics import SquadScores
-from models.export_onnx import export_hf_qa_to_onnx
 from models.quantize import QuantizeSettings, quantize_model
-from tests.test_quantize import random_features
-from tests.tiny_models import make_tiny_hf_qa_model
+from tests.helpers import random_features
 
 
 @pytest.fixture(scope="module")
-def models(tmp_path_factory) -> dict[str, Path]:
-    root = tmp_path_factory.mktemp("agree_models")
-    fp32 = export_hf_qa_to_onnx(make_tiny_hf_qa_model(root / "hf"), root / "tiny.onnx")
-    int8 = root / "tiny_int8.onnx"
-    quantize_model(fp32, int8, QuantizeSettings("dynamic"), features=random_features())
-    return {"fp32": fp32, "int8": int8}
+def models(tiny_onnx: Path, tmp_path_factory) -> dict[str, Path]:
+    """The tiny model (``tiny.onnx``, labelled "tiny") and its dynamic int8 quantization."""
+    int8 = tmp_path_factory.mktemp("agree_models") / "tiny_int8.onnx"
+    quantize_model(tiny_onnx, int8, QuantizeSettings("dynamic"), features=random_features())
+    return {"fp32": tiny_onnx, "int8": int8}
 
 
 @pytest.fixture(scope="module")

@@ -1,4 +1,8 @@
-"""Conversions between the MLPerf formats on small random BERTs with the exact real names."""
+"""Conversions between the MLPerf formats on small random BERTs with the exact real names.
+
+Converting takes TensorFlow and PyTorch ([tf] and [torch]); the tests that write or read ONNX
+also take [onnx] and [export].
+"""
 
 from __future__ import annotations
 
@@ -7,31 +11,27 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-pytest.importorskip("tensorflow")
+from backends import FeatureBatch
+from models import convert as convert_module
+from models.bert_weights import ModelConversionError, google_to_state_dict
+from models.convert import convert, load_source, main, torch_model
+from models.export_onnx import validation_batch
+from tests.helpers import needs, open_backend, torch_logits
+from tests.tiny_models import make_google_checkpoint, random_google_weights
 
-from backends import BackendSettings, FeatureBatch, load_backend  # noqa: E402
-from models import convert as convert_module  # noqa: E402
-from models.bert_weights import ModelConversionError, google_to_state_dict  # noqa: E402
-from models.convert import convert, load_source, main, torch_model  # noqa: E402
-from models.export_onnx import validation_batch  # noqa: E402
-from tests.tiny_models import make_google_checkpoint, random_google_weights  # noqa: E402
+needs("tf", "torch", purpose="the conversion tests")
 
 ATOL = 1e-3  # logits, absolute; the conversions measure ~3e-7 on these models
 
 
-def run_torch(model, batch: FeatureBatch) -> tuple[np.ndarray, np.ndarray]:
-    import torch
-
-    ids, mask, segments = (torch.from_numpy(a) for a in batch.arrays())
-    with torch.inference_mode():
-        out = model(input_ids=ids, attention_mask=mask, token_type_ids=segments)
-    return out.start_logits.numpy(), out.end_logits.numpy()
+def needs_onnx() -> None:
+    needs("onnx", "export", purpose="converting to or from ONNX")
 
 
 def run_file(path: Path, batch: FeatureBatch) -> tuple[np.ndarray, np.ndarray]:
     """Logits of a converted file, run by its own framework (through the backends)."""
     name = {".onnx": "onnxruntime", ".pb": "tensorflow"}[path.suffix]
-    with load_backend(name, path, BackendSettings(device="cpu")) as backend:
+    with open_backend(name, path) as backend:
         return backend.predict(batch)
 
 
@@ -64,15 +64,16 @@ def test_checkpoint_reading_skips_optimizer_state(ckpt: Path) -> None:
 
 
 def test_chain_ckpt_pytorch_onnx_tf_agrees_at_every_step(ckpt, reference, tmp_path) -> None:
+    needs_onnx()
     import torch
 
     batch = validation_batch(30522, seed=4)
-    want = run_torch(reference, batch)
+    want = torch_logits(reference, batch)
     pytorch = convert(ckpt, tmp_path / "model.pytorch")
     assert pytorch.reference == "TF graph built from the weights" and pytorch.max_abs_diff < ATOL
     state = torch.load(tmp_path / "model.pytorch", weights_only=True)
     from_ckpt = torch_model(load_source(tmp_path / "model.pytorch", heads=2).weights, 2)
-    assert_close(run_torch(from_ckpt, batch), want)
+    assert_close(torch_logits(from_ckpt, batch), want)
     # MLPerf's model.pytorch layout: transformers names, [out, in] weights, pooler kept.
     kernel = load_source(ckpt).weights["bert/encoder/layer_0/intermediate/dense/kernel"]
     assert kernel.shape == (64, 128)
@@ -92,7 +93,7 @@ def test_checkpoint_to_frozen_graph_directly(ckpt, reference, tmp_path) -> None:
     """MLPerf's own path (model.ckpt-5474 -> model.pb), checked against transformers."""
     assert main([str(ckpt), str(tmp_path / "model.pb")]) == 0
     batch = validation_batch(30522, seed=2)
-    assert_close(run_file(tmp_path / "model.pb", batch), run_torch(reference, batch))
+    assert_close(run_file(tmp_path / "model.pb", batch), torch_logits(reference, batch))
     # ...and back: frozen graph constants keep the checkpoint's variable names.
     report = convert(tmp_path / "model.pb", tmp_path / "back.ckpt-1", heads=2)
     assert report.target_format == "ckpt" and report.max_abs_diff == 0.0
@@ -109,13 +110,13 @@ def test_tanh_gelu_matches_google_formula(ckpt, tmp_path) -> None:
     assert report.reference == "transformers (torch)"  # hidden_act gelu_new
     batch = validation_batch(30522)
     tanh = run_file(tmp_path / "tanh.pb", batch)
-    assert_close(tanh, run_torch(torch_model(weights, 2, "tanh"), batch))
+    assert_close(tanh, torch_logits(torch_model(weights, 2, "tanh"), batch))
     assert load_source(tmp_path / "tanh.pb", heads=2).gelu == "tanh"
     ops = {node.op for node in read_frozen_graph(tmp_path / "tanh.pb").node}
     assert "Tanh" in ops and "Erf" not in ops
     # The GELUs differ by ~5e-4 in these logits: below the 1e-3 validation tolerance, so the
     # choice must come from the user or the graph, never from validation.
-    erf = run_torch(torch_model(weights, 2, "erf"), batch)
+    erf = torch_logits(torch_model(weights, 2, "erf"), batch)
     assert 1e-4 < np.abs(tanh[0] - erf[0]).max() < ATOL
 
 
@@ -129,11 +130,12 @@ def test_hf_checkpoint_to_frozen_graph_reads_heads_from_config(tmp_path) -> None
     assert report.notes == () and load_source(hf_dir).heads == 4
     model = BertForQuestionAnswering.from_pretrained(hf_dir, attn_implementation="eager").eval()
     batch = validation_batch(30522, seed=3)
-    assert_close(run_file(tmp_path / "hf.pb", batch), run_torch(model, batch))
+    assert_close(run_file(tmp_path / "hf.pb", batch), torch_logits(model, batch))
 
 
 def test_onnx_without_scope_names_or_with_shared_initializers(tmp_path) -> None:
     """Older exporters leave no node scopes; fresh models share equal parameters."""
+    needs_onnx()
     import onnx
 
     from tests.tiny_models import make_tiny_hf_qa_model
@@ -149,6 +151,7 @@ def test_onnx_without_scope_names_or_with_shared_initializers(tmp_path) -> None:
     assert report.max_abs_diff < ATOL
 
 
+@pytest.mark.slow
 def test_real_hidden_sizes_one_layer_checkpoint(tmp_path) -> None:
     """BERT-Large widths: 1024 hidden, 16 heads, 4096 intermediate, one layer; the frozen
     graph loads in the TensorFlow backend (~20 s, most of it TF optimising the graph)."""
@@ -189,6 +192,8 @@ def test_missing_variable_is_named_and_nothing_is_written(tmp_path) -> None:
 
 @pytest.mark.parametrize("target", ["out.pb", "out.pytorch", "out.onnx", "out.ckpt"])
 def test_failed_validation_leaves_no_file(ckpt, tmp_path, monkeypatch, target) -> None:
+    if target.endswith(".onnx"):
+        needs_onnx()
     monkeypatch.setattr(convert_module, "VALIDATE_ATOL", 0.0)  # no diff is < 0
     with pytest.raises(ModelConversionError, match="was not written"):
         convert(ckpt, tmp_path / target)
@@ -196,6 +201,7 @@ def test_failed_validation_leaves_no_file(ckpt, tmp_path, monkeypatch, target) -
 
 
 def test_wrong_head_count_from_an_executable_source_is_caught(ckpt, tmp_path) -> None:
+    needs_onnx()
     convert(ckpt, tmp_path / "model.pb")
     with pytest.raises(ModelConversionError, match="disagrees"):
         convert(tmp_path / "model.pb", tmp_path / "model.onnx", heads=1)
@@ -219,6 +225,7 @@ def test_command_line_errors(tmp_path, capsys) -> None:
 
 
 def test_fused_onnx_graph_is_refused_with_the_alternative(tmp_path) -> None:
+    needs("onnx", only=("onnx",), purpose="building an ONNX graph")
     import onnx
     from onnx import TensorProto, helper
 

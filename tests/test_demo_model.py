@@ -8,27 +8,27 @@ from pathlib import Path
 import pytest
 
 from harness.runner import RunConfig
-from harness.squad.data import DataConfig
 from models.catalog import resolve_model
-from tests.test_run import isolated
+from tests.helpers import isolated, needs, squad_data
 
-# each backend gets the checkpoint in its own format: ONNX export, the checkpoint itself,
-# a converted TF frozen graph
-FORMATS = {"onnxruntime": ("onnx", "onnxruntime"), "pytorch": ("hf", "torch"),
-           "tensorflow": ("tf-frozen", "tensorflow")}
+# each backend gets the checkpoint in its own format: ONNX export (torch and transformers
+# trace the model, ONNX Runtime checks the result), the checkpoint itself, a TF frozen graph
+# converted from the weights (read and checked with torch) -- and the extras that takes
+FORMATS = {"onnxruntime": ("onnx", ("onnx", "export")), "pytorch": ("hf", ("torch",)),
+           "tensorflow": ("tf-frozen", ("tf", "torch"))}
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("backend", sorted(FORMATS))
 def test_demo_model_answers_held_out_questions(tmp_path: Path, squad_dir: Path,
                                                demo_model_dir: Path, backend: str) -> None:
-    model_format, library = FORMATS[backend]
-    pytest.importorskip(library)
+    model_format, extras = FORMATS[backend]
+    needs(*extras, purpose=f"the demo model on {backend}")
     store = tmp_path / "store"
     config = RunConfig(
         scenario="Offline", mode="accuracy", backend=backend,
         model=str(demo_model_dir), batch_size=4, model_store=store, system="demo",
-        data=DataConfig(tmp_path / "squad", tmp_path / "cache", (squad_dir,), download=False,
-                        max_examples=40),
+        data=squad_data(tmp_path, squad_dir, max_examples=40),
         results_dir=tmp_path / "results", progress=False,
     )
     outcome = isolated(config, timeout_s=600)

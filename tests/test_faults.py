@@ -121,6 +121,7 @@ def test_a_hang_in_the_warm_up_is_refused_before_anything_is_written(workspace: 
     assert not (workspace / "r-hang0").exists()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(("scenario", "signum", "code"), [
     ("Offline", signal.SIGINT, 130),
     ("Server", signal.SIGINT, 130),
@@ -139,12 +140,9 @@ def test_a_signal_stops_the_run_promptly_and_keeps_it_as_interrupted(
     run = start(workspace, *args_for(workspace, "--results-dir", results, "--user-conf",
                                      str(conf), *extra, scenario=scenario))
     wait_for_logs(workspace, results, scenario)
-    signalled = time.monotonic()
     run.send_signal(signum)
     _, stderr = run.communicate(timeout=BOUND_S)
-    took = time.monotonic() - signalled
-    assert run.returncode == code, stderr
-    assert took < 30, f"{took:.1f} s after the signal"  # seconds in practice; hung if not
+    assert run.returncode == code, stderr  # within BOUND_S: seconds in practice
     assert "interrupted by SIG" in one_error_line(stderr)
     assert "Aborted" not in stderr and "bad_function_call" not in stderr
     interrupted = kept(workspace, results, "interrupted", scenario)
@@ -154,6 +152,7 @@ def test_a_signal_stops_the_run_promptly_and_keeps_it_as_interrupted(
     assert (earlier / "mlperf_log_summary.txt").is_file()
 
 
+@pytest.mark.slow
 def test_a_second_signal_quits_at_once(workspace: Path) -> None:
     conf = workspace / "server-hold.conf"
     conf.write_text("bert.Server.min_duration = 600000\nbert.Server.target_qps = 20\n")
@@ -168,6 +167,7 @@ def test_a_second_signal_quits_at_once(workspace: Path) -> None:
     assert "Traceback" not in stderr
 
 
+@pytest.mark.slow
 def test_a_killed_run_is_kept_and_the_next_run_succeeds(workspace: Path) -> None:
     conf = workspace / "long.conf"
     conf.write_text("bert.Offline.min_duration = 600000\nbert.Offline.target_qps = 25\n")
@@ -196,6 +196,7 @@ def test_a_rerun_keeps_the_replaced_result_as_history(workspace: Path) -> None:
     assert (history[0] / "settings.json").read_text() == created
 
 
+@pytest.mark.slow
 def test_a_second_run_into_the_same_folder_is_refused(workspace: Path) -> None:
     conf = workspace / "busy.conf"
     conf.write_text("bert.Offline.min_duration = 600000\nbert.Offline.target_qps = 25\n")

@@ -10,21 +10,15 @@ from backends import REGISTRY, formats
 from harness.errors import ConfigError, DataError
 from harness.squad.data import DataConfig
 from models import catalog
-
-ALL_EXTRAS = ("onnxruntime", "onnx", "torch", "transformers")
-
-
-@pytest.fixture(scope="module")
-def tiny_hf_dir(tmp_path_factory) -> Path:
-    for module in ALL_EXTRAS:
-        pytest.importorskip(module, reason="needs the [onnx,export] extras")
-    from tests.tiny_models import make_tiny_hf_qa_model
-
-    return make_tiny_hf_qa_model(tmp_path_factory.mktemp("tiny"))
+from tests.helpers import needs
 
 
 @pytest.fixture()
-def tiny_in_catalog(tiny_hf_dir: Path, monkeypatch: pytest.MonkeyPatch) -> str:
+def tiny_in_catalog(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """The tiny checkpoint as catalog model "tiny": its ONNX export and int8 builds need
+    the [onnx] and [export] extras (checked before the checkpoint is built)."""
+    needs("onnx", "export", purpose="building ONNX models from a Hugging Face checkpoint")
+    tiny_hf_dir = request.getfixturevalue("tiny_hf_dir")
     spec = catalog.ModelSpec("tiny", "tiny test model", formats.HF, "fp32", "onnxruntime",
                              local_dirs=(str(tiny_hf_dir),))
     monkeypatch.setitem(catalog.CATALOG, "tiny", spec)
@@ -85,6 +79,7 @@ def test_a_format_no_backend_loads_names_the_formats_it_does(tmp_path: Path) -> 
     assert "python -m models.convert" in str(raised.value)
 
 
+@pytest.mark.slow
 def test_int8_model_built_during_a_run_calibrates_from_the_runs_data(
     tiny_in_catalog: str, tmp_path: Path, squad_dir: Path
 ) -> None:

@@ -1,4 +1,7 @@
-"""ONNX Runtime backend and ONNX export, on a tiny random BERT built locally (~20 s, 2 cores)."""
+"""ONNX Runtime backend and ONNX export, on a tiny random BERT built locally (~20 s, 2 cores).
+
+Needs the [onnx] extra; the tests that export a Hugging Face model also need [export].
+"""
 
 from __future__ import annotations
 
@@ -7,67 +10,36 @@ import sys
 from pathlib import Path
 
 import numpy as np
-import onnx
 import pytest
-from onnx import TensorProto
 
 from backends import BackendError, BackendSettings, FeatureBatch, get_backend_class
 from models import export_onnx
 from models.export_onnx import ModelExportError, export_hf_qa_to_onnx
-from tests.tiny_models import make_onnx_with_names, make_tiny_hf_qa_model
+from tests.helpers import CPU_1T, needs, open_backend, random_batch, torch_logits
+from tests.tiny_models import make_onnx_with_names
+
+needs("onnx", purpose="the ONNX Runtime backend tests")
 
 ATOL = 1e-4  # logits, absolute; fp32 ORT vs torch measured ~2e-7
-CPU_1T = BackendSettings(intra_op_threads=1, inter_op_threads=1, device="cpu")
-
-
-def make_batch(batch: int = 3, seq: int = 384, seed: int = 0) -> FeatureBatch:
-    """Random int64 features with question/context segments and ragged padding per row."""
-    rng = np.random.default_rng(seed)
-    ids = rng.integers(1000, 30522, size=(batch, seq), dtype=np.int64)
-    mask = np.zeros((batch, seq), dtype=np.int64)
-    segments = np.zeros((batch, seq), dtype=np.int64)
-    for row, length in enumerate(np.linspace(seq, seq // 3, batch).astype(int)):
-        mask[row, :length] = 1
-        segments[row, 16:length] = 1
-        ids[row, length:] = 0
-    return FeatureBatch(input_ids=ids, input_mask=mask, segment_ids=segments)
-
-
-def torch_logits(model: object, batch: FeatureBatch) -> tuple[np.ndarray, np.ndarray]:
-    """Reference (start, end) logits from the Hugging Face model, float32 [B, S]."""
-    import torch
-
-    with torch.inference_mode():
-        out = model(  # type: ignore[operator]
-            input_ids=torch.from_numpy(batch.input_ids),
-            attention_mask=torch.from_numpy(batch.input_mask),
-            token_type_ids=torch.from_numpy(batch.segment_ids),
-        )
-    return out.start_logits.numpy(), out.end_logits.numpy()
-
-
-def open_backend(path: Path, settings: BackendSettings = CPU_1T):
-    backend = get_backend_class("onnxruntime")(settings)
-    backend.load(path)
-    return backend
 
 
 @pytest.fixture(scope="module")
-def hf_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return make_tiny_hf_qa_model(tmp_path_factory.mktemp("tiny_hf"))
-
-
-@pytest.fixture(scope="module")
-def torch_model(hf_dir: Path):
+def torch_model(tiny_hf_dir: Path):
     from transformers import BertForQuestionAnswering
 
-    return BertForQuestionAnswering.from_pretrained(hf_dir, attn_implementation="eager").eval()
+    return BertForQuestionAnswering.from_pretrained(tiny_hf_dir,
+                                                    attn_implementation="eager").eval()
 
 
 @pytest.fixture(scope="module", params=["hf", "mlperf"])
-def exported(request: pytest.FixtureRequest, hf_dir: Path, tmp_path_factory) -> tuple[str, Path]:
+def exported(request: pytest.FixtureRequest, tmp_path_factory) -> tuple[str, Path]:
+    """The tiny model exported with each naming (``tiny_onnx`` is the Hugging Face one)."""
+    if request.param == "hf":
+        return "hf", request.getfixturevalue("tiny_onnx")
+    needs("export", purpose="exporting a Hugging Face checkpoint to ONNX")
     out = tmp_path_factory.mktemp(f"onnx_{request.param}") / "model.onnx"
-    return request.param, export_hf_qa_to_onnx(hf_dir, out, names=request.param)
+    tiny_hf_dir = request.getfixturevalue("tiny_hf_dir")
+    return request.param, export_hf_qa_to_onnx(tiny_hf_dir, out, names=request.param)
 
 
 # ---- agreement with torch -----------------------------------------------------------------
@@ -75,9 +47,9 @@ def exported(request: pytest.FixtureRequest, hf_dir: Path, tmp_path_factory) -> 
 
 def test_predict_matches_torch(exported: tuple[str, Path], torch_model) -> None:
     naming, path = exported
-    batch = make_batch()
+    batch = random_batch()
     want_start, want_end = torch_logits(torch_model, batch)
-    with open_backend(path) as backend:
+    with open_backend("onnxruntime", path, CPU_1T) as backend:
         start, end = backend.predict(batch)
         info = backend.describe()
     for got, want in ((start, want_start), (end, want_end)):
@@ -96,7 +68,7 @@ def test_predict_matches_torch(exported: tuple[str, Path], torch_model) -> None:
 
 def test_reference_is_sensitive_to_mask_and_segments(torch_model) -> None:
     """Guards the test above: a backend that mixed up mask/segments would exceed ATOL."""
-    batch = make_batch()
+    batch = random_batch()
     start, _ = torch_logits(torch_model, batch)
     swapped = FeatureBatch(batch.input_ids, batch.segment_ids, batch.input_mask)
     start_swapped, _ = torch_logits(torch_model, swapped)
@@ -106,12 +78,12 @@ def test_reference_is_sensitive_to_mask_and_segments(torch_model) -> None:
 def test_other_shapes_and_int32_features(exported: tuple[str, Path], torch_model) -> None:
     """Dynamic axes: batch 1 and sequence 128; int32 features are cast to the graph's int64."""
     _, path = exported
-    batch = make_batch(batch=1, seq=128, seed=1)
+    batch = random_batch(batch=1, seq=128, seed=1)
     batch32 = FeatureBatch(
         *(a.astype(np.int32) for a in (batch.input_ids, batch.input_mask, batch.segment_ids))
     )
     want_start, want_end = torch_logits(torch_model, batch)
-    with open_backend(path) as backend:
+    with open_backend("onnxruntime", path, CPU_1T) as backend:
         start, end = backend.predict(batch32)
     assert start.shape == end.shape == (1, 128)
     np.testing.assert_allclose(start, want_start, rtol=0, atol=ATOL)
@@ -119,6 +91,8 @@ def test_other_shapes_and_int32_features(exported: tuple[str, Path], torch_model
 
 
 def test_export_is_loadable_by_ort_131(exported: tuple[str, Path]) -> None:
+    import onnx
+
     model = onnx.load(str(exported[1]))
     assert model.ir_version <= export_onnx.MAX_ORT_IR_VERSION
     dims = [d.dim_param for d in model.graph.input[0].type.tensor_type.shape.dim]
@@ -129,18 +103,18 @@ def test_export_is_loadable_by_ort_131(exported: tuple[str, Path]) -> None:
 
 
 @pytest.mark.parametrize(
-    ("onnx_type", "np_type"), [(TensorProto.INT32, "int32"), (TensorProto.INT64, "int64")]
+    "np_type", ["int32", "int64"]
 )
-def test_feed_dtype_follows_graph_and_mixed_naming(tmp_path: Path, onnx_type, np_type) -> None:
+def test_feed_dtype_follows_graph_and_mixed_naming(tmp_path: Path, np_type) -> None:
     """HF inputs with MLPerf outputs (like the fake-quant model); start=mask, end=segments."""
     path = make_onnx_with_names(
         tmp_path / "m.onnx",
         ["input_ids", "attention_mask", "token_type_ids"],
         ["output_start_logits", "output_end_logits"],
-        input_dtype=onnx_type,
+        input_dtype=np_type,
     )
-    batch = make_batch(batch=2, seq=20)
-    with open_backend(path) as backend:
+    batch = random_batch(batch=2, seq=20)
+    with open_backend("onnxruntime", path, CPU_1T) as backend:
         start, end = backend.predict(batch)
         info = backend.describe()
     assert info["input_dtypes"] == [np_type] * 3
@@ -204,16 +178,16 @@ def test_gpu_required_but_absent(exported: tuple[str, Path]) -> None:
 def test_bad_settings(exported: tuple[str, Path]) -> None:
     bad_level = BackendSettings(device="cpu", options={"graph_optimization_level": "max"})
     with pytest.raises(BackendError, match="disabled, basic, extended, all"):
-        open_backend(exported[1], bad_level)
+        open_backend("onnxruntime", exported[1], bad_level)
     with pytest.raises(BackendError, match="cpu, gpu, auto"):
-        open_backend(exported[1], BackendSettings(device="tpu"))
+        open_backend("onnxruntime", exported[1], BackendSettings(device="tpu"))
 
 
 def test_predict_needs_a_loaded_model(exported: tuple[str, Path]) -> None:
-    backend = open_backend(exported[1], BackendSettings(device="auto"))
+    backend = open_backend("onnxruntime", exported[1], BackendSettings(device="auto"))
     backend.close()
     with pytest.raises(BackendError, match="load"):
-        backend.predict(make_batch(batch=1, seq=8))
+        backend.predict(random_batch(batch=1, seq=8))
 
 
 def test_backend_module_does_not_import_torch() -> None:
@@ -228,10 +202,11 @@ def test_backend_module_does_not_import_torch() -> None:
 # ---- export errors and atomicity ----------------------------------------------------------
 
 
-def test_export_without_weights_names_dir_and_writes_nothing(tmp_path: Path, hf_dir) -> None:
+def test_export_without_weights_names_dir_and_writes_nothing(tmp_path: Path,
+                                                             tiny_hf_dir: Path) -> None:
     no_weights = tmp_path / "config_only"
     no_weights.mkdir()
-    (no_weights / "config.json").write_text((hf_dir / "config.json").read_text())
+    (no_weights / "config.json").write_text((tiny_hf_dir / "config.json").read_text())
     out = tmp_path / "out" / "model.onnx"
     with pytest.raises(ModelExportError, match="no weights") as info:
         export_hf_qa_to_onnx(no_weights, out)
@@ -240,12 +215,13 @@ def test_export_without_weights_names_dir_and_writes_nothing(tmp_path: Path, hf_
     assert export_onnx.main([str(tmp_path / "absent"), str(out)]) == 1
 
 
-def test_failed_validation_leaves_old_file_and_no_temp(tmp_path: Path, hf_dir, monkeypatch) -> None:
+def test_failed_validation_leaves_old_file_and_no_temp(tmp_path: Path, tiny_hf_dir: Path,
+                                                        monkeypatch) -> None:
     """Fails after the ONNX file was written: the target keeps its old bytes, no temp remains."""
     out = tmp_path / "model.onnx"
     out.write_bytes(b"previous model")
     monkeypatch.setattr(export_onnx, "VALIDATE_ATOL", 0.0)  # no diff is < 0: forces failure
     with pytest.raises(ModelExportError, match="disagrees with torch"):
-        export_hf_qa_to_onnx(hf_dir, out, names="mlperf")
+        export_hf_qa_to_onnx(tiny_hf_dir, out, names="mlperf")
     assert out.read_bytes() == b"previous model"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["model.onnx"]

@@ -11,43 +11,22 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from backends import BackendError, BackendSettings, FeatureBatch, get_backend_class
+from backends import BackendError, BackendSettings, FeatureBatch
+from harness.loadgen.sut import PAD_LOGIT
 from harness.runner import RunConfig
-from harness.squad.data import DataConfig, PreparedData, prepare_data
+from harness.squad.data import prepare_data
 from harness.squad.postprocess import read_accuracy_log
-from models.export_onnx import export_hf_qa_to_onnx
-from tests.test_run import FAST_CONF, isolated
-from tests.tiny_models import make_mlperf_pytorch_state_dict, make_tiny_hf_qa_model
+from tests.helpers import CPU, FAST_CONF, isolated, needs, open_backend, random_batch, squad_data
+from tests.tiny_models import make_mlperf_pytorch_state_dict
 
-# the pytorch extra is optional: without it this module skips instead of failing to import
-torch = pytest.importorskip("torch")
-pytest.importorskip("transformers")
+# the torch extra is optional: without it this module skips instead of failing to import
+needs("torch", purpose="the PyTorch backend tests")
+import torch  # noqa: E402
+
 from backends.pytorch_backend import DEFAULT_ATTENTION  # noqa: E402
 
 ATOL = 1e-3  # logits, absolute: pytorch vs ONNX Runtime (fp32, measured ~1e-6)
-CPU = BackendSettings(device="cpu")
 SMALL = {"hidden": 128, "heads": 2, "intermediate": 256}  # fast stand-in, same key layout
-
-
-def open_backend(path: Path, settings: BackendSettings = CPU):
-    backend = get_backend_class("pytorch")(settings)
-    backend.load(path)
-    return backend
-
-
-def features_batch(data: PreparedData, rows: slice) -> FeatureBatch:
-    f = data.features
-    return FeatureBatch(f.input_ids[rows], f.input_mask[rows], f.segment_ids[rows])
-
-
-def random_batch(batch: int, seed: int = 0) -> FeatureBatch:
-    """[batch, 384] ids with a 16-token question and ragged padding per row."""
-    rng = np.random.default_rng(seed)
-    ids = rng.integers(1000, 30522, size=(batch, 384), dtype=np.int64)
-    mask, segments = np.zeros_like(ids), np.zeros_like(ids)
-    for row, length in enumerate(np.linspace(384, 128, batch).astype(int)):
-        mask[row, :length], segments[row, 16:length], ids[row, length:] = 1, 1, 0
-    return FeatureBatch(ids, mask, segments)
 
 
 @pytest.fixture(scope="module")
@@ -64,17 +43,11 @@ def small_file(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def hf_dir(tmp_path_factory) -> Path:
-    return make_tiny_hf_qa_model(tmp_path_factory.mktemp("hf") / "tiny-bert-qa")
-
-
-@pytest.fixture(scope="module")
 def workspace(tmp_path_factory, squad_dir: Path) -> dict:
     """Official SQuAD features of the first 5 questions, cached for the end-to-end run too."""
     root = tmp_path_factory.mktemp("pytorch_run")
     (root / "user.conf").write_text(FAST_CONF)
-    data = DataConfig(root / "squad", root / "cache", (squad_dir,), download=False,
-                      max_examples=5)
+    data = squad_data(root, squad_dir, max_examples=5)
     return {"root": root, "data": data, "prepared": prepare_data(data, progress=False)}
 
 
@@ -84,7 +57,7 @@ def workspace(tmp_path_factory, squad_dir: Path) -> dict:
 @pytest.mark.parametrize("batch", [1, 3])
 def test_mlperf_format_returns_logits(mlperf_file: Path, batch: int) -> None:
     features = random_batch(batch)
-    with open_backend(mlperf_file) as backend:
+    with open_backend("pytorch", mlperf_file) as backend:
         start, end = backend.predict(features)
         first_alone = backend.predict(FeatureBatch(*(a[:1] for a in (
             features.input_ids, features.input_mask, features.segment_ids))))
@@ -106,7 +79,7 @@ def test_mlperf_format_returns_logits(mlperf_file: Path, batch: int) -> None:
 
 def test_every_weight_lands_where_its_name_says(small_file: Path) -> None:
     saved = torch.load(small_file, weights_only=True)
-    with open_backend(small_file) as backend:
+    with open_backend("pytorch", small_file) as backend:
         loaded = backend._model.state_dict()
     assert set(saved) - set(loaded) == {"bert.pooler.dense.weight", "bert.pooler.dense.bias"}
     assert set(loaded) <= set(saved)
@@ -126,9 +99,9 @@ def test_older_spellings_load_to_the_same_model(small_file: Path, tmp_path: Path
     old = tmp_path / "old.pt"
     torch.save(renamed, old, _use_new_zipfile_serialization=False)
     features = random_batch(2)
-    with open_backend(small_file) as backend:
+    with open_backend("pytorch", small_file) as backend:
         want = backend.predict(features)
-    with open_backend(old) as backend:
+    with open_backend("pytorch", old) as backend:
         got = backend.predict(features)
     for g, w in zip(got, want, strict=True):
         np.testing.assert_array_equal(g, w)
@@ -138,21 +111,17 @@ def test_older_spellings_load_to_the_same_model(small_file: Path, tmp_path: Path
 
 
 @pytest.mark.parametrize("attention", ["eager", "sdpa"])
-def test_hf_checkpoint_matches_onnxruntime(hf_dir: Path, workspace: dict, tmp_path_factory,
+def test_hf_checkpoint_matches_onnxruntime(tiny_hf_dir: Path, tiny_onnx: Path, workspace: dict,
                                            attention: str) -> None:
-    onnx_path = tmp_path_factory.getbasetemp() / "tiny_export" / "model.onnx"
-    if not onnx_path.is_file():
-        export_hf_qa_to_onnx(hf_dir, onnx_path)
     data = workspace["prepared"]
     assert len(data.features) >= 4 and (data.features.input_mask[:4] == 0).any()  # padded
-    ort = get_backend_class("onnxruntime")(CPU)
-    ort.load(onnx_path)
     settings = BackendSettings(device="cpu", options={"attn_implementation": attention})
     # the checkpoint directory and its model.safetensors name the same model
-    with open_backend(hf_dir, settings) as by_dir, \
-            open_backend(hf_dir / "model.safetensors", settings) as by_file:
+    with open_backend("onnxruntime", tiny_onnx) as ort, \
+            open_backend("pytorch", tiny_hf_dir, settings) as by_dir, \
+            open_backend("pytorch", tiny_hf_dir / "model.safetensors", settings) as by_file:
         for rows in (slice(0, 1), slice(1, 4)):
-            batch = features_batch(data, rows)
+            batch = data.features.batch(rows)
             want = ort.predict(batch)
             for got in (by_dir.predict(batch), by_file.predict(batch)):
                 for g, w in zip(got, want, strict=True):
@@ -170,7 +139,7 @@ def test_hf_checkpoint_without_qa_head_is_refused(tmp_path: Path) -> None:
                         intermediate_size=128)
     BertModel(config).save_pretrained(tmp_path)
     with pytest.raises(BackendError, match="missing 2 keys: qa_outputs.bias, qa_outputs.weight"):
-        open_backend(tmp_path)
+        open_backend("pytorch", tmp_path)
 
 
 # ---- refusals -----------------------------------------------------------------------------
@@ -194,7 +163,7 @@ def test_pickle_that_would_run_code_is_refused_unrun(tmp_path: Path) -> None:
     assert marker.exists()
     marker.unlink()
     with pytest.raises(BackendError, match="would run code") as info:
-        open_backend(path)
+        open_backend("pytorch", path)
     refused = f"{builtins.open.__module__}.{builtins.open.__qualname__}"  # io.open
     assert str(path) in str(info.value) and f"it calls {refused}" in str(info.value)
     assert not marker.exists()
@@ -208,7 +177,7 @@ def test_non_tensor_contents_are_refused(tmp_path: Path, content, listed: str) -
     path = tmp_path / "model.pt"
     torch.save(content, path)
     with pytest.raises(BackendError, match="not a plain state dict") as info:
-        open_backend(path)
+        open_backend("pytorch", path)
     assert listed in str(info.value) and str(path) in str(info.value)
 
 
@@ -234,7 +203,7 @@ def test_wrong_keys_are_listed(small_file: Path, tmp_path: Path, edit: str, list
     path = tmp_path / "edited.pytorch"
     torch.save(state, path)
     with pytest.raises(BackendError) as info:
-        open_backend(path)
+        open_backend("pytorch", path)
     for text in (str(path), *listed):
         assert text in str(info.value)
 
@@ -242,14 +211,15 @@ def test_wrong_keys_are_listed(small_file: Path, tmp_path: Path, edit: str, list
 @pytest.mark.parametrize(
     ("name", "message"),
     [("absent.pytorch", "does not exist"), ("absent_dir", "does not exist"),
-     ("model.bin", "not a model this backend reads")],
+     # a file of no model format, and one of a format for another backend
+     ("model.h5", "unknown model format"), ("model.onnx", "which this backend does not read")],
 )
 def test_missing_or_unknown_file(tmp_path: Path, name: str, message: str) -> None:
     path = tmp_path / name
-    if name == "model.bin":
-        path.write_bytes(b"weights of unknown format")
+    if "." in name and not name.startswith("absent"):
+        path.write_bytes(b"weights of another format")
     with pytest.raises(BackendError, match=message) as info:
-        open_backend(path)
+        open_backend("pytorch", path)
     assert str(path) in str(info.value)
 
 
@@ -257,48 +227,50 @@ def test_truncated_file(mlperf_file: Path, tmp_path: Path) -> None:
     path = tmp_path / "cut.pytorch"
     path.write_bytes(mlperf_file.read_bytes()[:100_000])
     with pytest.raises(BackendError, match="corrupt or truncated"):
-        open_backend(path)
+        open_backend("pytorch", path)
 
 
 def test_gpu_required_but_absent(small_file: Path) -> None:
     if torch.cuda.is_available():
         pytest.skip("this machine has CUDA")
     with pytest.raises(BackendError, match="needs CUDA"):
-        open_backend(small_file, BackendSettings(device="gpu"))
+        open_backend("pytorch", small_file, BackendSettings(device="gpu"))
 
 
 @pytest.mark.parametrize(
     ("settings", "message"),
     [
-        (BackendSettings(device="tpu"), "cpu, gpu, auto"),
-        (BackendSettings(options={"attn_implementation": "flash"}), "eager, sdpa"),
-        (BackendSettings(options={"graph_optimization_level": "all"}), "unknown options"),
-        (BackendSettings(intra_op_threads=-1), "intra_op_threads"),
+        ({"device": "tpu"}, "cpu, gpu, auto"),
+        ({"options": {"attn_implementation": "flash"}}, "eager, sdpa"),
+        ({"options": {"graph_optimization_level": "all"}}, "unknown option.*attn_implementation"),
+        ({"intra_op_threads": -1}, "intra_op_threads"),
     ],
 )
-def test_bad_settings(small_file: Path, settings: BackendSettings, message: str) -> None:
+def test_bad_settings(small_file: Path, settings: dict, message: str) -> None:
+    # refused when the settings are made, or at the latest when the backend is
     with pytest.raises(BackendError, match=message):
-        open_backend(small_file, settings)
+        open_backend("pytorch", small_file, BackendSettings(**settings))
 
 
 def test_threads_are_set_and_interop_twice_only_warns(small_file: Path) -> None:
     intra = torch.get_num_threads()
     interop = torch.get_num_interop_threads()
     try:
-        with open_backend(small_file, BackendSettings(1, interop, "cpu")) as backend:
+        with open_backend("pytorch", small_file, BackendSettings(1, interop, "cpu")) as backend:
             assert torch.get_num_threads() == 1  # and the same interop count is not re-set
             assert backend.describe()["intra_op_threads"] == 1
         # torch allows one change per process: the second of these can never apply
         with pytest.warns(RuntimeWarning, match="inter-op threads"):
             for extra in (1, 2):
-                with open_backend(small_file, BackendSettings(0, interop + extra, "cpu")) as b:
+                settings = BackendSettings(0, interop + extra, "cpu")
+                with open_backend("pytorch", small_file, settings) as b:
                     assert b.describe()["inter_op_threads"] == torch.get_num_interop_threads()
     finally:
         torch.set_num_threads(intra)
 
 
 def test_predict_needs_a_loaded_model(small_file: Path) -> None:
-    backend = open_backend(small_file)
+    backend = open_backend("pytorch", small_file)
     backend.close()
     with pytest.raises(BackendError, match="load"):
         backend.predict(random_batch(1))
@@ -307,10 +279,11 @@ def test_predict_needs_a_loaded_model(small_file: Path) -> None:
 # ---- end to end ---------------------------------------------------------------------------
 
 
-def test_harness_accuracy_run_with_pytorch(workspace: dict, hf_dir: Path) -> None:
+@pytest.mark.slow
+def test_harness_accuracy_run_with_pytorch(workspace: dict, tiny_hf_dir: Path) -> None:
     root = workspace["root"]
     config = RunConfig(
-        scenario="Offline", mode="accuracy", backend="pytorch", model=str(hf_dir),
+        scenario="Offline", mode="accuracy", backend="pytorch", model=str(tiny_hf_dir),
         batch_size=2, system="test-system", user_conf=root / "user.conf", short_run=True,
         data=workspace["data"], results_dir=root / "results", progress=False,
         backend_settings=CPU,
@@ -325,15 +298,21 @@ def test_harness_accuracy_run_with_pytorch(workspace: dict, hf_dir: Path) -> Non
     settings = json.loads((run / "settings.json").read_text())
     block = settings["backend"]
     assert block["backend"] == "pytorch" and block["model_format"] == "hf"
-    assert block["model_path"] == str(hf_dir) and block["device"] == "cpu"
+    assert block["model_path"] == str(tiny_hf_dir) and block["device"] == "cpu"
     assert block["config"]["layers"] == 2 and block["attn_implementation"] == DEFAULT_ATTENTION
-    weights_md5 = hashlib.md5((hf_dir / "model.safetensors").read_bytes()).hexdigest()
-    assert settings["model"]["path"] == str(hf_dir) and settings["model"]["md5"] == weights_md5
+    weights_md5 = hashlib.md5((tiny_hf_dir / "model.safetensors").read_bytes()).hexdigest()
+    assert settings["model"]["path"] == str(tiny_hf_dir) and settings["model"]["md5"] == weights_md5
     # every feature was logged once, with exactly the logits this backend gives for it
     logged = read_accuracy_log(run / "mlperf_log_accuracy.json")
     assert sorted(logged) == list(range(len(data.features)))
-    with open_backend(hf_dir) as backend:
-        start, end = backend.predict(features_batch(data, slice(None)))
+    with open_backend("pytorch", tiny_hf_dir) as backend:
+        start, end = backend.predict(data.features.batch(slice(None)))
+    lengths = data.features.input_mask.sum(axis=1)
     for index, (s, e) in logged.items():
-        np.testing.assert_allclose(s, start[index], rtol=0, atol=1e-4)
-        np.testing.assert_allclose(e, end[index], rtol=0, atol=1e-4)
+        # real tokens as the padded model gives them (batches run at their real length;
+        # past a batch's length the log holds PAD_LOGIT, as the accuracy script expects)
+        real = int(lengths[index])
+        for logged_logits, padded in ((s, start[index]), (e, end[index])):
+            np.testing.assert_allclose(logged_logits[:real], padded[:real], rtol=0, atol=1e-4)
+            tail = logged_logits[real:]
+            assert (np.isclose(tail, padded[real:], atol=1e-4) | (tail == PAD_LOGIT)).all()

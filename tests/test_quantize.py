@@ -1,4 +1,8 @@
-"""Int8 quantization of a tiny random BERT: dynamic and static QDQ, recipes, specs, catalog."""
+"""Int8 quantization of a tiny random BERT: dynamic and static QDQ, recipes, specs, catalog.
+
+Quantizing needs the [onnx] extra and the tiny model's export [export]; the calibration
+specs are plain Python and run everywhere.
+"""
 
 from __future__ import annotations
 
@@ -7,72 +11,44 @@ import json
 from pathlib import Path
 
 import numpy as np
-import onnx
 import pytest
 
-from backends import BackendSettings, FeatureBatch, get_backend_class
+from backends import FeatureBatch
 from harness.errors import ConfigError
 from harness.files import file_md5
 from harness.squad.features import FeatureSet
 from models import catalog, derived, quantize
 from models.calibration import parse_calibration_spec
-from models.export_onnx import export_hf_qa_to_onnx
 from models.quantize import QuantizeError, QuantizeSettings, quantize_model, read_recipe
-from tests.tiny_models import make_tiny_hf_qa_model
+from tests.helpers import CPU_1T, needs, open_backend, random_features
 
-CPU_1T = BackendSettings(intra_op_threads=1, inter_op_threads=1, device="cpu")
 SEQ = 384
 
 
-def random_features(count: int = 12, seed: int = 0) -> FeatureSet:
-    """Features with real-looking layout: question, context, ragged padding (no text)."""
-    rng = np.random.default_rng(seed)
-    ids = rng.integers(1000, 30522, size=(count, SEQ)).astype(np.int32)
-    mask = np.zeros((count, SEQ), np.int32)
-    segments = np.zeros((count, SEQ), np.int32)
-    lengths = rng.integers(64, SEQ + 1, size=count)
-    for row, length in enumerate(lengths):
-        mask[row, :length] = 1
-        segments[row, 12:length] = 1
-        ids[row, length:] = 0
-    to_orig = np.where(segments == 1, np.arange(SEQ), -1).astype(np.int32)
-    return FeatureSet(
-        input_ids=ids, input_mask=mask, segment_ids=segments,
-        example_index=np.arange(count, dtype=np.int32), doc_span_index=np.zeros(count, np.int32),
-        token_to_orig=to_orig, token_is_max_context=segments == 1,
-        seq_len=lengths.astype(np.int32), meta={"key": "random"},
-    )
+def load_onnx(path: Path):
+    import onnx  # the tests get here through the fp32 fixture, which skips without it
 
-
-def batch_of(features: FeatureSet, rows: slice = slice(0, 4)) -> FeatureBatch:
-    return FeatureBatch(features.input_ids[rows], features.input_mask[rows],
-                        features.segment_ids[rows])
+    return onnx.load(str(path))
 
 
 def op_counts(path: Path) -> collections.Counter:
-    return collections.Counter(node.op_type for node in onnx.load(str(path)).graph.node)
+    return collections.Counter(node.op_type for node in load_onnx(path).graph.node)
 
 
 def run(path: Path, batch: FeatureBatch) -> tuple[np.ndarray, np.ndarray, dict]:
-    with get_backend_class("onnxruntime")(CPU_1T) as backend:
-        backend.load(path)
+    with open_backend("onnxruntime", path, CPU_1T) as backend:
         start, end = backend.predict(batch)
         return start, end, backend.describe()
 
 
 @pytest.fixture(scope="module")
-def hf_dir(tmp_path_factory) -> Path:
-    return make_tiny_hf_qa_model(tmp_path_factory.mktemp("tiny_hf"))
-
-
-@pytest.fixture(scope="module")
-def fp32(hf_dir: Path, tmp_path_factory) -> Path:
-    return export_hf_qa_to_onnx(hf_dir, tmp_path_factory.mktemp("fp32") / "model.onnx")
+def fp32(tiny_onnx: Path) -> Path:
+    return tiny_onnx
 
 
 @pytest.fixture(scope="module")
 def features() -> FeatureSet:
-    return random_features()
+    return random_features(seq=SEQ)
 
 
 @pytest.fixture(scope="module")
@@ -103,7 +79,7 @@ def test_int8_graph_has_integer_ops_and_stays_close(
     for op in expected_ops:
         assert counts[op] >= 9, (op, counts)
     assert not op_counts(fp32).keys() & quantize.QUANTIZED_OPS
-    batch = batch_of(features)
+    batch = features.batch(slice(0, 4))
     want_start, want_end, want_info = run(fp32, batch)
     start, end, info = run(path, batch)
     assert info["input_names"] == want_info["input_names"]
@@ -137,7 +113,9 @@ def test_recipe_records_source_output_and_calibration(quantized: dict, fp32: Pat
 def test_fake_quant_stand_in_loads_and_predicts(fp32: Path, features, tmp_path: Path) -> None:
     """Like MLPerf's bert_large_v1_1_fake_quant.onnx: QDQ graph, Hugging Face input names,
     MLPerf output names."""
-    model = onnx.load(str(fp32))
+    import onnx
+
+    model = load_onnx(fp32)
     renames = {"start_logits": "output_start_logits", "end_logits": "output_end_logits"}
     for node in model.graph.node:
         node.output[:] = [renames.get(name, name) for name in node.output]
@@ -149,10 +127,10 @@ def test_fake_quant_stand_in_loads_and_predicts(fp32: Path, features, tmp_path: 
     quantize_model(mixed, fake_quant, QuantizeSettings("static", calibration="range:2:6"),
                    features=features)
     assert op_counts(fake_quant)["QuantizeLinear"] > 0
-    graph = onnx.load(str(fake_quant)).graph
+    graph = load_onnx(fake_quant).graph
     assert [i.name for i in graph.input] == ["input_ids", "attention_mask", "token_type_ids"]
     assert [o.name for o in graph.output] == list(renames.values())
-    start, end, info = run(fake_quant, batch_of(features, slice(0, 3)))
+    start, end, info = run(fake_quant, features.batch(slice(0, 3)))
     assert start.shape == end.shape == (3, SEQ)
     assert info["output_names"] == ["output_start_logits", "output_end_logits"]
 
@@ -209,15 +187,17 @@ def test_settings_and_source_errors(fp32: Path, quantized: dict, tmp_path: Path)
 def test_exclude_keeps_matching_nodes_in_fp32(fp32: Path, tmp_path: Path) -> None:
     out = tmp_path / "partial.onnx"
     quantize_model(fp32, out, QuantizeSettings("dynamic", exclude=(derived.FFN_OUTPUT_PROJECTION,)))
-    float_matmuls = [n.name for n in onnx.load(str(out)).graph.node if n.op_type == "MatMul"]
+    float_matmuls = [n.name for n in load_onnx(out).graph.node if n.op_type == "MatMul"]
     assert len(float_matmuls) == 2 + 4  # 2 FFN outputs + 4 activation x activation (attention)
     assert all("attention" in n or "/output/dense/" in n for n in float_matmuls)
 
 
-def test_catalog_builds_a_derived_int8_model_once(hf_dir: Path, tmp_path: Path,
+def test_catalog_builds_a_derived_int8_model_once(request: pytest.FixtureRequest, tmp_path: Path,
                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    needs("onnx", "export", purpose="building an int8 model from a Hugging Face checkpoint")
+    tiny_hf_dir = request.getfixturevalue("tiny_hf_dir")
     spec = catalog.ModelSpec("tiny", "tiny test model", "hf", "fp32", "onnxruntime",
-                             local_dirs=(str(hf_dir),))
+                             local_dirs=(str(tiny_hf_dir),))
     monkeypatch.setitem(catalog.CATALOG, "tiny", spec)
     store = tmp_path / "store"
     resolved = catalog.resolve_model("tiny-int8-dynamic", "onnxruntime", store)

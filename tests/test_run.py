@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import multiprocessing
-from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -13,20 +11,12 @@ import pytest
 
 from backends import BackendSettings
 from harness.errors import HarnessError
-from harness.runner import RunConfig, execute
-from harness.squad.data import DataConfig, prepare_data
+from harness.runner import RunConfig
+from harness.squad.data import prepare_data
 from harness.squad.features import read_vocab
 from harness.squad.metrics import evaluate
 from harness.squad.postprocess import predict_answers, read_accuracy_log
-
-FAST_CONF = "\n".join(
-    f"*.{scenario}.{key} = {value}"
-    for scenario in ("Offline", "Server", "SingleStream", "MultiStream")
-    for key, value in (("min_duration", 300), ("min_query_count", 1))
-) + (
-    "\n*.Offline.target_qps = 200\n*.Server.target_qps = 40\n"
-    "*.SingleStream.target_latency = 0.1\n*.MultiStream.target_latency = 0.1\n"
-)
+from tests.helpers import FAST_CONF, STREAM_QUERIES, isolated, squad_data
 
 
 @pytest.fixture(scope="module")
@@ -36,17 +26,8 @@ def workspace(tmp_path_factory, squad_dir: Path) -> dict:
     conf.write_text(FAST_CONF)
     model = root / "null-model.onnx"  # the null backend never reads it; its md5 is recorded
     model.write_bytes(b"placeholder")
-    data = DataConfig(root / "squad", root / "cache", (squad_dir,), download=False,
-                      max_examples=12)
+    data = squad_data(root, squad_dir, max_examples=12)
     return {"root": root, "conf": conf, "model": model, "data": data}
-
-
-def isolated(config: RunConfig, timeout_s: float = 120):
-    """Run in a fresh process: LoadGen counts config loads per process and flags a second
-    test in the same process as "Multiple conf files are used"."""
-    context = multiprocessing.get_context("spawn")
-    with ProcessPoolExecutor(max_workers=1, mp_context=context) as pool:
-        return pool.submit(execute, config).result(timeout=timeout_s)
 
 
 def config(workspace: dict, **changes) -> RunConfig:
@@ -70,6 +51,17 @@ def test_every_scenario_runs_and_is_recorded(workspace: dict, scenario: str) -> 
     result = json.loads((run / "result.json").read_text())
     assert result["scenario"] == scenario and result["errors"] == []
     assert result["samples_completed"] > 0 and result["qsl_loads"] >= 1
+    # LoadGen ended naturally and the SUT answered every sample it was sent: the stream
+    # scenarios send exactly min_query_count queries (FAST_CONF: min_duration 0), of 8
+    # samples each in MultiStream; Offline sends one query of at least target_qps x
+    # min_duration samples
+    if scenario == "Offline":
+        assert result["query_count"] == 1 and result["samples_completed"] >= 200 * 0.3
+    else:
+        per_query = 8 if scenario == "MultiStream" else 1
+        assert result["samples_completed"] == result["query_count"] * per_query
+    if scenario in ("SingleStream", "MultiStream"):
+        assert result["query_count"] == STREAM_QUERIES
     assert result["latencies_ns"]["99.00"] > 0
     if scenario == "MultiStream":  # its metric is the latency of 8-sample queries
         assert result["query_latencies_ns"]["99.00"] >= result["latencies_ns"]["50.00"]
@@ -82,7 +74,8 @@ def test_every_scenario_runs_and_is_recorded(workspace: dict, scenario: str) -> 
     features = settings["data"]["features"]
     # the QSL is smaller than mlperf.conf's 10833, and user.conf says so to LoadGen
     assert f"performance_sample_count_override = {features}\n" in (run / "user.conf").read_text()
-    assert not list(run.parent.glob(".run_1.*")), "staging directory left behind"
+    staging = [p for p in run.parent.glob(".run_1.*") if p.is_dir()]  # not the lock file
+    assert not staging, "staging directory left behind"
 
 
 def test_accuracy_run_logs_every_feature_once_and_scores_them(workspace: dict) -> None:
@@ -94,6 +87,7 @@ def test_accuracy_run_logs_every_feature_once_and_scores_them(workspace: dict) -
     # the logged bytes are exactly what the backend returned for that sample
     from backends.null import NullBackend
     from harness.loadgen.qsl import QuerySampleLibrary
+    from harness.loadgen.sut import PAD_LOGIT
 
     qsl = QuerySampleLibrary(data.features)
     qsl.load_query_samples(list(range(len(data.features))))
@@ -101,8 +95,14 @@ def test_accuracy_run_logs_every_feature_once_and_scores_them(workspace: dict) -
     backend.load(None)
     start, end = backend.predict(qsl.batch(list(range(len(data.features)))))
     for index, (s, e) in logits.items():
-        np.testing.assert_array_equal(s, start[index])
-        np.testing.assert_array_equal(e, end[index])
+        # every real token's logits are the backend's; batches run at their longest real
+        # length (variable-length execution), and past it the log holds PAD_LOGIT
+        real = int(qsl.lengths[index])
+        np.testing.assert_array_equal(s[:real], start[index][:real])
+        np.testing.assert_array_equal(e[:real], end[index][:real])
+        for logged, full in ((s, start[index]), (e, end[index])):
+            tail = logged[real:]
+            assert ((tail == PAD_LOGIT) | (tail == full[real:])).all()
     examples = data.examples[:12]
     predictions = predict_answers(data.features, logits, examples, read_vocab(data.vocab_path))
     expected = evaluate(examples, predictions)

@@ -8,7 +8,7 @@ import pytest
 
 from harness.errors import DataError
 from harness.squad.examples import read_squad_examples, split_context
-from tests.conftest import write_squad
+from tests.helpers import write_squad
 
 
 def test_split_context_uses_the_reference_whitespace_set() -> None:

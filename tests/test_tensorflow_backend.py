@@ -9,21 +9,23 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-pytest.importorskip("tensorflow")
+from backends import BackendError, BackendSettings, FeatureBatch
+from models.catalog import resolve_model
+from tests.helpers import (
+    FAST_CONF,
+    isolated,
+    needs,
+    open_backend,
+    random_batch,
+    squad_data,
+    torch_logits,
+)
+from tests.tiny_models import make_mlperf_frozen_graph, random_google_weights
 
-from backends import BackendError, BackendSettings, FeatureBatch, get_backend_class  # noqa: E402
-from models.catalog import resolve_model  # noqa: E402
-from tests.test_onnxruntime_backend import make_batch  # noqa: E402
-from tests.tiny_models import make_mlperf_frozen_graph, random_google_weights  # noqa: E402
+needs("tf", purpose="the TensorFlow backend tests")
 
 ATOL = 1e-4  # logits, absolute; TF vs transformers measured ~2e-7 on the tiny model
 ROOT = Path(__file__).resolve().parents[1]
-
-
-def open_backend(path: Path, settings: BackendSettings | None = None):
-    backend = get_backend_class("tensorflow")(settings or BackendSettings(device="cpu"))
-    backend.load(path)
-    return backend
 
 
 @pytest.fixture(scope="module")
@@ -52,22 +54,17 @@ def dynamic_pb(tmp_path_factory, weights) -> Path:
 @pytest.fixture(scope="module")
 def torch_reference(weights):
     """transformers' BertForQuestionAnswering on the same weights: an independent model."""
+    needs("torch", purpose="the transformers reference model")
     from models.convert import torch_model
 
     return torch_model(weights, heads=2)
 
 
-def reference_logits(model, batch: FeatureBatch) -> tuple[np.ndarray, np.ndarray]:
-    from tests.test_onnxruntime_backend import torch_logits
-
-    return torch_logits(model, batch)
-
-
 @pytest.mark.parametrize("batch_size", [1, 3])
 def test_mlperf_frozen_graph_matches_transformers(model_pb, torch_reference, batch_size) -> None:
-    batch = make_batch(batch=batch_size, seed=batch_size)
-    want_start, want_end = reference_logits(torch_reference, batch)
-    with open_backend(model_pb) as backend:
+    batch = random_batch(batch=batch_size, seed=batch_size)
+    want_start, want_end = torch_logits(torch_reference, batch)
+    with open_backend("tensorflow", model_pb) as backend:
         start, end = backend.predict(batch)
         info = backend.describe()
     for got, want in ((start, want_start), (end, want_end)):
@@ -82,11 +79,11 @@ def test_mlperf_frozen_graph_matches_transformers(model_pb, torch_reference, bat
 
 
 def test_dynamic_graph_other_shapes_and_int32_features(dynamic_pb, torch_reference) -> None:
-    batch = make_batch(batch=2, seq=128, seed=5)
+    batch = random_batch(batch=2, seq=128, seed=5)
     batch32 = FeatureBatch(*(a.astype(np.int32) for a in
                              (batch.input_ids, batch.input_mask, batch.segment_ids)))
-    want_start, want_end = reference_logits(torch_reference, batch)
-    with open_backend(dynamic_pb) as backend:
+    want_start, want_end = torch_logits(torch_reference, batch)
+    with open_backend("tensorflow", dynamic_pb) as backend:
         start, end = backend.predict(batch32)
         assert backend.describe()["fixed_batch_size"] is None
     np.testing.assert_allclose(start, want_start, rtol=0, atol=ATOL)
@@ -98,11 +95,11 @@ def test_saved_model_signatures(tmp_path, dynamic_pb, torch_reference, hf_names)
     from models.tf_bert import read_frozen_graph, write_saved_model
 
     saved = write_saved_model(read_frozen_graph(dynamic_pb), tmp_path / "saved", hf_names=hf_names)
-    batch = make_batch(batch=2, seq=64, seed=7)
-    with open_backend(saved) as backend:
+    batch = random_batch(batch=2, seq=64, seed=7)
+    with open_backend("tensorflow", saved) as backend:
         start, end = backend.predict(batch)
         info = backend.describe()
-    want_start, _ = reference_logits(torch_reference, batch)
+    want_start, _ = torch_logits(torch_reference, batch)
     np.testing.assert_allclose(start, want_start, rtol=0, atol=ATOL)
     assert end.shape == (2, 64) and info["model_format"] == "tf-savedmodel"
     assert len(info["output_names"]) == (2 if hf_names else 1)
@@ -121,7 +118,7 @@ def test_wrong_tensor_names_are_listed(tmp_path) -> None:
     path = tmp_path / "odd.pb"
     path.write_bytes(graph.as_graph_def().SerializeToString())
     with pytest.raises(BackendError) as info:
-        open_backend(path)
+        open_backend("tensorflow", path)
     message = str(info.value)
     for text in (str(path), "ids:0 [None, None] int32", "mask:0", "scores:0",
                  "segment_ids", "token_type_ids", "logits"):
@@ -136,22 +133,22 @@ def test_missing_corrupt_and_non_savedmodel_paths(tmp_path, model_pb) -> None:
     for path, expected in ((tmp_path / "absent.pb", "does not exist"),
                            (garbage, "cannot load"), (empty_dir, "saved_model.pb")):
         with pytest.raises(BackendError, match=expected) as info:
-            open_backend(path)
+            open_backend("tensorflow", path)
         assert str(path) in str(info.value) and "\n" not in str(info.value)
 
 
 def test_fixed_sequence_length_and_settings_errors(model_pb) -> None:
-    with open_backend(model_pb) as backend:
+    with open_backend("tensorflow", model_pb) as backend:
         with pytest.raises(BackendError, match="exactly 384 tokens"):
-            backend.predict(make_batch(batch=1, seq=128))
+            backend.predict(random_batch(batch=1, seq=128))
     with pytest.raises(BackendError, match="cpu, gpu, auto"):
-        open_backend(model_pb, BackendSettings(device="tpu"))
+        open_backend("tensorflow", model_pb, BackendSettings(device="tpu"))
     with pytest.raises(BackendError, match="integer >= 0"):
-        open_backend(model_pb, BackendSettings(intra_op_threads=-1))
-    backend = open_backend(model_pb)
+        open_backend("tensorflow", model_pb, BackendSettings(intra_op_threads=-1))
+    backend = open_backend("tensorflow", model_pb)
     backend.close()
     with pytest.raises(BackendError, match="load"):
-        backend.predict(make_batch(batch=1))
+        backend.predict(random_batch(batch=1))
 
 
 def test_gpu_required_but_absent(model_pb) -> None:
@@ -160,7 +157,7 @@ def test_gpu_required_but_absent(model_pb) -> None:
     if tf.config.list_physical_devices("GPU"):
         pytest.skip("this machine has a GPU")
     with pytest.raises(BackendError, match="sees no GPU"):
-        open_backend(model_pb, BackendSettings(device="gpu"))
+        open_backend("tensorflow", model_pb, BackendSettings(device="gpu"))
 
 
 def test_threads_apply_once_per_process_and_import_is_cheap(model_pb) -> None:
@@ -186,20 +183,18 @@ sys.exit("no error for a thread change")
     assert done.returncode == 0, done.stderr[-2000:]
 
 
+@pytest.mark.slow
 def test_accuracy_run_end_to_end(tmp_path, squad_dir: Path) -> None:
     """LoadGen accuracy mode through harness.runner.execute, in a fresh process."""
     import json
 
     from harness.runner import RunConfig
-    from harness.squad.data import DataConfig
     from harness.squad.postprocess import read_accuracy_log
-    from tests.test_run import FAST_CONF, isolated
 
     model = make_mlperf_frozen_graph(tmp_path / "model.pb", seed=1)
     conf = tmp_path / "user.conf"
     conf.write_text(FAST_CONF)
-    data = DataConfig(tmp_path / "squad", tmp_path / "cache", (squad_dir,), download=False,
-                      max_examples=5)
+    data = squad_data(tmp_path, squad_dir, max_examples=5)
     config = RunConfig(
         scenario="Offline", mode="accuracy", backend="tensorflow", model=str(model),
         system="tf-test", batch_size=2, user_conf=conf, data=data,

@@ -3,6 +3,10 @@
 The tiny BERT keeps the real architecture, vocabulary size and position table (512), so
 exports and backends exercise the same graph shapes as BERT-Large, only narrower and
 shallower. Building one takes well under a second on 2 cores.
+
+Each builder imports the framework it writes with when called, and skips the calling test
+when that framework is not installed (naming the extra that brings it): importing this
+module needs numpy only.
 """
 
 from __future__ import annotations
@@ -12,8 +16,8 @@ from collections import OrderedDict
 from pathlib import Path
 
 import numpy as np
-import onnx
-from onnx import TensorProto, helper
+
+from tests.helpers import needs
 
 
 def make_tiny_hf_qa_model(
@@ -31,6 +35,7 @@ def make_tiny_hf_qa_model(
     Writes ``config.json`` and ``model.safetensors`` (``save_pretrained``); sizes are
     counts (layers, hidden units, heads). Returns ``out_dir``.
     """
+    needs("torch", purpose="building a tiny Hugging Face BERT")
     import torch
     from transformers import BertConfig, BertForQuestionAnswering
 
@@ -57,17 +62,21 @@ def make_onnx_with_names(
     inputs: list[str],
     outputs: list[str],
     *,
-    input_dtype: int = TensorProto.INT64,
+    input_dtype: str = "int64",
 ) -> Path:
     """Write a tiny valid ONNX graph with ``[batch, seq]`` integer inputs and float outputs.
 
     Output ``k`` is input ``(k + 1) % len(inputs)`` cast to float32: with three inputs in
     FeatureBatch order, start = mask and end = segments, so a test can see which array was
-    fed to which name. ``input_dtype`` is an ``onnx.TensorProto`` type (INT64 or INT32).
-    Returns ``path``.
+    fed to which name. ``input_dtype`` is ``"int64"`` or ``"int32"``. Returns ``path``.
     """
+    needs("onnx", only=("onnx",), purpose="building an ONNX graph")
+    import onnx
+    from onnx import TensorProto, helper
+
+    dtype = {"int64": TensorProto.INT64, "int32": TensorProto.INT32}[input_dtype]
     value_inputs = [
-        helper.make_tensor_value_info(name, input_dtype, ["batch", "seq"]) for name in inputs
+        helper.make_tensor_value_info(name, dtype, ["batch", "seq"]) for name in inputs
     ]
     value_outputs = [
         helper.make_tensor_value_info(name, TensorProto.FLOAT, ["batch", "seq"]) for name in outputs
@@ -107,6 +116,7 @@ def make_mlperf_pytorch_state_dict(
     no head count (loaders infer ``hidden / 64``). ``legacy_format`` writes torch's pre-1.6
     (non-zip) serialization. Returns ``path``.
     """
+    needs("torch", purpose="writing a PyTorch state dict")
     import torch
 
     if hidden != heads * 64:
@@ -218,6 +228,7 @@ def make_google_checkpoint(
     ``global_step``, which converters must skip; and ``bert_config.json`` beside it, in
     Google's format. Returns ``prefix`` (``prefix.index`` and its data file exist).
     """
+    needs("tf", purpose="writing a TF checkpoint")
     from models.tf_bert import write_tf_checkpoint
 
     weights: dict[str, np.ndarray] = dict(random_google_weights(
@@ -254,6 +265,7 @@ def make_mlperf_frozen_graph(
     """Write a random frozen BERT graph with MLPerf ``model.pb``'s tensors: int32
     ``input_ids``/``input_mask``/``segment_ids`` placeholders (``[1, 384]`` by default, as in
     model.pb; None makes an axis dynamic) and ``logits`` ``[B, S, 2]``. Returns ``path``."""
+    needs("tf", purpose="writing a TF frozen graph")
     from models.tf_bert import frozen_graph_from_weights, write_frozen_graph
 
     weights = random_google_weights(layers=layers, hidden=hidden, intermediate=intermediate,
