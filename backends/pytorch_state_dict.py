@@ -85,10 +85,16 @@ def read_state_dict(path: Path) -> dict[str, torch.Tensor]:
                 state = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
         # torch's message advises loading unsafely or allowlisting: name only what it refused
-        raise BackendError(
-            f"{path} holds objects other than tensors, and loading it would run code "
-            f"({torch_refusal(str(exc))}); refused. A model file must be a plain state dict: "
-            "save model.state_dict(), not the model or a training checkpoint."
+        if "GLOBAL " in str(exc):
+            raise BackendError(
+                f"{path} holds objects other than tensors, and loading it would run code "
+                f"({torch_refusal(str(exc))}); refused. A model file must be a plain state "
+                "dict: save model.state_dict(), not the model or a training checkpoint."
+            ) from exc
+        raise BackendError(  # garbage, a truncated file, or a pickle torch cannot vouch for
+            f"cannot read {path} as a PyTorch state dict ({torch_refusal(str(exc))}): it is "
+            "corrupt or truncated, or a pickle that would run code; refused. A model file must "
+            "be a plain state dict saved with torch.save(model.state_dict())."
         ) from exc
     except Exception as exc:  # truncated zip, not a torch file at all...
         text = str(exc)

@@ -152,16 +152,24 @@ def _derive_from_checkpoint(name: str, hf_dir: Path, store: Path, target: str) -
         return out
     if problem:  # "" : nothing there yet, or the weights changed; no fault to report
         warnings.warn(f"{problem}; making {out} again", StaleExportWarning, stacklevel=3)
-    if target == formats.ONNX:
-        from models.export_onnx import export_hf_qa_to_onnx
+    extras = "export" if target == formats.ONNX else "export,tf"
+    try:
+        if target == formats.ONNX:
+            from models.export_onnx import export_hf_qa_to_onnx
 
-        print(f"Exporting {hf_dir} to ONNX ({out}) ...", flush=True)
-        export_hf_qa_to_onnx(hf_dir, out)
-    else:
-        from models.convert import convert
+            print(f"Exporting {hf_dir} to ONNX ({out}) ...", flush=True)
+            export_hf_qa_to_onnx(hf_dir, out)
+        else:
+            from models.convert import convert
 
-        print(f"Converting {hf_dir} to a TensorFlow frozen graph ({out}) ...", flush=True)
-        convert(hf_dir, out, to="tf")
+            print(f"Converting {hf_dir} to a TensorFlow frozen graph ({out}) ...", flush=True)
+            convert(hf_dir, out, to="tf")
+    except ImportError as exc:  # exporting needs torch and transformers (and TF for .pb)
+        raise ConfigError(
+            f"making {out} from the Hugging Face checkpoint {hf_dir} needs "
+            f"{exc.name or exc}, which is not installed: pip install -e '.[{extras}]' "
+            "(make install brings every extra)"
+        ) from None
     # Written only once the export is in place: a record always describes a whole file.
     write_json_atomic(record, {
         "source": str(hf_dir),
