@@ -8,6 +8,7 @@ buffers, timing, results) lives once in :mod:`harness`.
 from __future__ import annotations
 
 import dataclasses
+import os
 from abc import ABC, abstractmethod
 from pathlib import Path
 from typing import Any, ClassVar
@@ -19,6 +20,14 @@ DEVICES = ("cpu", "gpu", "auto")
 
 class BackendError(RuntimeError):
     """A backend could not load or run a model; the message says what to do."""
+
+
+def usable_cores() -> int:
+    """CPU cores this process may run on (its affinity mask), for a thread count of 0."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):  # not on Linux
+        return os.cpu_count() or 1
 
 
 def first_line(exc: BaseException) -> str:
