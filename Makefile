@@ -5,7 +5,7 @@ PY          := $(VENV)/bin/python
 SCENARIO    ?= Offline
 BACKEND     ?= onnxruntime
 MODEL       ?= minilm-l6-squad-demo
-BATCH       ?= 1
+BATCH       ?=
 THREADS     ?= 0
 SHORT       ?= 1
 MAX_EXAMPLES ?=
@@ -16,7 +16,8 @@ ARGS        ?=
 # Values are quoted for the shell: a MODEL or MIRROR path or a SYSTEM name may hold spaces.
 q = '$(subst ','"'"',$(1))'
 RUN_FLAGS = --scenario $(call q,$(SCENARIO)) --backend $(call q,$(BACKEND)) \
-	--model $(call q,$(MODEL)) --batch-size $(call q,$(BATCH)) --threads $(call q,$(THREADS)) \
+	--model $(call q,$(MODEL)) $(if $(BATCH),--batch-size $(call q,$(BATCH))) \
+	--threads $(call q,$(THREADS)) \
 	--mirror $(call q,$(MIRROR)) $(if $(filter 1,$(SHORT)),--short) \
 	$(if $(MAX_EXAMPLES),--max-examples $(call q,$(MAX_EXAMPLES))) \
 	$(if $(SYSTEM),--system $(call q,$(SYSTEM))) $(ARGS)
@@ -26,14 +27,14 @@ RUN_FLAGS = --scenario $(call q,$(SCENARIO)) --backend $(call q,$(BACKEND)) \
 help: ## list targets and variables
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
 	@echo "variables: SCENARIO=$(SCENARIO) (Offline|Server|SingleStream|MultiStream)"
-	@echo "           BACKEND=$(BACKEND) MODEL=$(MODEL) BATCH=$(BATCH) THREADS=$(THREADS)"
+	@echo "           BACKEND=$(BACKEND) MODEL=$(MODEL) BATCH=$(or $(BATCH),auto) THREADS=$(THREADS)"
 	@echo "           SHORT=$(SHORT) (1: 10 s short run, INVALID for submissions; 0: MLPerf rules)"
 	@echo "           MAX_EXAMPLES=N (first N questions) MIRROR=$(MIRROR) SYSTEM=name ARGS=..."
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON_BOOT) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e '.[onnx,export,torch,tf,dev]'
+	$(PY) -m pip install --quiet -e '.[onnx,export,torch,tf,ray,dev]'
 	touch $@
 
 install: $(VENV)/.installed ## create .venv and install the harness with all extras

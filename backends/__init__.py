@@ -24,6 +24,9 @@ class BackendEntry:
     target: str  # "module:Class"
     extra: str
     formats: tuple[str, ...]
+    # a wrapper runs another backend: (the option naming it, its default); the model is then
+    # resolved for that backend's formats
+    wraps: tuple[str, str] | None = None
 
     def install_hint(self) -> str:
         return f"pip install -e '.[{self.extra}]'" if self.extra else "pip install -e ."
@@ -39,6 +42,9 @@ REGISTRY: dict[str, BackendEntry] = {
     "tensorflow": BackendEntry(
         "backends.tensorflow_backend:TensorFlowBackend", "tf",
         (formats.TF_FROZEN, formats.TF_SAVEDMODEL),
+    ),
+    "ray": BackendEntry(
+        "backends.ray_backend:RayBackend", "ray", (), wraps=("backend", "onnxruntime")
     ),
     # no model: it accepts (and ignores) every format a run can name
     "null": BackendEntry(
@@ -59,6 +65,7 @@ __all__ = [
     "backend_entry",
     "get_backend_class",
     "load_backend",
+    "model_backend",
 ]
 
 
@@ -96,6 +103,16 @@ def load_backend(name: str, model_path: Path | None,
         backend.close()
         raise
     return backend
+
+
+def model_backend(name: str, options: dict | None = None) -> str:
+    """The backend whose formats decide which model file a run of ``name`` loads: ``name``
+    itself, or for a wrapper (``ray``) the backend it runs."""
+    entry = backend_entry(name)
+    if entry.wraps is None:
+        return name
+    option, default = entry.wraps
+    return model_backend(str((options or {}).get(option, default)))
 
 
 def backend_entry(name: str) -> BackendEntry:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import os
 from abc import ABC, abstractmethod
+from concurrent.futures import Future
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -98,10 +99,13 @@ class Backend(ABC):
     # Backend-specific options (``BackendSettings.options``) this backend understands:
     # name -> one line of help. Any other option is refused when the backend is created.
     known_options: ClassVar[dict[str, str]] = {}
+    # Option names starting with one of these are passed on (a wrapper's inner backend).
+    option_prefixes: ClassVar[tuple[str, ...]] = ()
 
     def __init__(self, settings: BackendSettings | None = None) -> None:
         self.settings = settings or BackendSettings()
-        unknown = sorted(set(self.settings.options) - set(self.known_options))
+        unknown = sorted(k for k in set(self.settings.options) - set(self.known_options)
+                         if not k.startswith(self.option_prefixes or ("\0",)))
         if unknown:
             known = ", ".join(f"{k} ({v})" for k, v in self.known_options.items()) or "none"
             raise BackendError(
@@ -120,6 +124,31 @@ class Backend(ABC):
     @abstractmethod
     def predict(self, batch: FeatureBatch) -> tuple[np.ndarray, np.ndarray]:
         """Return ``(start_logits, end_logits)``, each float32 ``[B, S]``."""
+
+    def stage(self, batch: FeatureBatch) -> None:  # noqa: B027 - optional hook
+        """Samples LoadGen is loading, before its timed phase (untimed): a device with its
+        own memory, or a simulator that computes answers ahead, prepares them here. The rows
+        are the full padded features; the default does nothing."""
+
+    def predict_async(self, batch: FeatureBatch) -> Future:
+        """Start a prediction and return at once; the future gives ``(start_logits,
+        end_logits)`` as :meth:`predict` does, or its error.
+
+        Asynchronous devices (a pool of remote workers, a simulated accelerator that answers
+        at modelled times) override this and :meth:`max_in_flight`; the default runs
+        :meth:`predict` before returning an already-finished future.
+        """
+        future: Future = Future()
+        try:
+            future.set_result(self.predict(batch))
+        except BaseException as exc:  # noqa: BLE001 - delivered through the future
+            future.set_exception(exc)
+        return future
+
+    def max_in_flight(self) -> int:
+        """How many :meth:`predict_async` calls may be outstanding at once: 1 for a backend
+        that computes in the caller's thread; more marks an asynchronous device."""
+        return 1
 
     def fixed_sequence_length(self) -> int | None:
         """The sequence length the loaded model requires (MLPerf's TF ``model.pb``: 384), or

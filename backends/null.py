@@ -9,6 +9,7 @@ returns from it, to test failure paths (the harness's two warm-up calls count).
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 from pathlib import Path
@@ -29,6 +30,8 @@ class NullBackend(Backend):
         "delay_ms": "sleep this many ms per batch, standing in for a device",
         "fail_after": "raise on the call after this many calls (failure tests)",
         "hang_after": "never return from the call after this many calls (timeout tests)",
+        "exit_after": "end the whole process at the call after this many calls: a worker "
+                      "that dies (Ray actor tests; never use it in the harness's own process)",
     }
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
@@ -44,6 +47,7 @@ class NullBackend(Backend):
         self._delay_s = float(options.get("delay_ms", 0)) / 1000.0
         self._fail_after = options.get("fail_after")
         self._hang_after = options.get("hang_after")
+        self._exit_after = options.get("exit_after")
         self._calls = 0
         self._loaded = True
 
@@ -53,6 +57,8 @@ class NullBackend(Backend):
         self._calls += 1
         if self._fail_after is not None and self._calls > int(self._fail_after):
             raise NullBackendFailure(f"null backend failing on purpose at batch {self._calls}")
+        if self._exit_after is not None and self._calls > int(self._exit_after):
+            os._exit(3)  # as a crash would: no cleanup, no exception
         if self._hang_after is not None and self._calls > int(self._hang_after):
             threading.Event().wait()  # never returns: the harness must give up on the call
         if self._delay_s:

@@ -33,6 +33,7 @@ from backends import (
     BackendSettings,
     FeatureBatch,
     get_backend_class,
+    model_backend,
 )
 from backends import available_backends as registered_backends
 from harness.errors import ConfigError, HarnessError
@@ -46,7 +47,7 @@ from models.catalog import DEFAULT_MODEL, DEFAULT_STORE, resolve_model
 from models.resolved import ResolvedModel
 
 # The null backend is a stand-in with made-up logits: compared only when asked for by name.
-NOT_BY_DEFAULT = frozenset({"null"})
+NOT_BY_DEFAULT = frozenset({"null", "ray"})  # no model, or a cluster: only when named
 
 
 @dataclasses.dataclass(frozen=True)
@@ -239,7 +240,9 @@ def _participants(config: AgreementConfig):
         label = f"{backend_name}:{model_name}" if several else backend_name
         try:
             backend_class = get_backend_class(backend_name)
-            model = resolve_model(model_name, backend_name, config.model_store,
+            model = resolve_model(model_name, model_backend(backend_name,
+                                                            config.backend_settings.options),
+                                  config.model_store,
                                   download=config.data.download, data=config.data)
         except (BackendError, ConfigError) as exc:
             yield label, None, str(exc)

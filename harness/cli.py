@@ -99,8 +99,9 @@ def _run_parser(sub, name: str, help_text: str) -> None:
                         help=f"one of: {', '.join(available_backends())} (default: %(default)s)")
     parser.add_argument("--model", default=DEFAULT_MODEL,
                         help="catalog name (see `list`) or a path to a model file/directory")
-    parser.add_argument("--batch-size", type=int, default=1,
-                        help="most samples per backend call (default: %(default)s)")
+    parser.add_argument("--batch-size", type=int, default=None,
+                        help="most samples per backend call (default: 8 in Offline and "
+                        "MultiStream, else 1)")
     parser.add_argument("--seq-bucket", type=int, default=1, metavar="TOKENS",
                         help="run each batch at its longest real length rounded up to a "
                         "multiple of TOKENS (default: %(default)s; 0: always padded to 384; a "

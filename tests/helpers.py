@@ -28,6 +28,7 @@ EXTRA_MODULES: dict[str, tuple[str, ...]] = {
     "export": ("torch", "transformers", "onnx"),
     "torch": ("torch", "transformers"),
     "tf": ("tensorflow",),
+    "ray": ("ray",),
 }
 
 

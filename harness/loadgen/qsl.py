@@ -8,6 +8,8 @@ A backend for a device with its own memory can do its staging here, untimed.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 
 from backends.base import FeatureBatch
@@ -28,8 +30,10 @@ class QuerySampleLibrary:
     token count, for variable-length execution.
     """
 
-    def __init__(self, features: FeatureSet, performance_count: int | None = None) -> None:
+    def __init__(self, features: FeatureSet, performance_count: int | None = None,
+                 stage: Callable[[FeatureBatch], None] | None = None) -> None:
         self.features = features
+        self._stage = stage  # the backend's untimed staging hook (Backend.stage)
         self.count = len(features)
         self.performance_count = min(performance_count or self.count, self.count)
         self.lengths = np.asarray(features.input_mask, dtype=bool).sum(axis=1).astype(np.int64)
@@ -48,7 +52,10 @@ class QuerySampleLibrary:
                 for a in (self.features.input_ids, self.features.input_mask,
                           self.features.segment_ids)
             )
-        self._loaded[np.asarray(indices, dtype=np.int64)] = True
+        rows = np.asarray(indices, dtype=np.int64)
+        self._loaded[rows] = True
+        if self._stage is not None and len(rows):
+            self._stage(self.batch(rows))
 
     def unload_query_samples(self, indices: list[int]) -> None:
         """Drop the given samples."""

@@ -21,6 +21,8 @@ the error raised again when the test ends.
 from __future__ import annotations
 
 import dataclasses
+import functools
+import itertools
 import queue
 import threading
 import time
@@ -139,6 +141,10 @@ class LoadGenSUT:
         self.error: BaseException | None = None  # the backend's failure, if any
         self.error_traceback = ""
         self.stop_reason: str | None = None  # why the run stopped early, if it did
+        # first query issued and last sample completed (time.monotonic(), s): the SUT's own
+        # throughput, in accuracy mode too, where LoadGen reports none
+        self.first_issue: float | None = None
+        self.last_completion: float | None = None
         self._queue: queue.SimpleQueue = queue.SimpleQueue()
         self._lock = threading.Lock()
         self._generation = 0  # bumped when a stuck worker is abandoned
@@ -150,6 +156,11 @@ class LoadGenSUT:
         self._full_len = int(qsl.features.input_ids.shape[1])
         self._fixed_len = backend.fixed_sequence_length()
         self._flushed = False
+        # asynchronous backends: calls outstanding, token -> (ids, length, submitted)
+        self._async = backend.max_in_flight() > 1
+        self._slots = threading.Semaphore(max(1, backend.max_in_flight()))
+        self._in_flight: dict[int, tuple[np.ndarray, int, float]] = {}
+        self._tokens = itertools.count()
         self._worker: threading.Thread | None = None
         self._watchdog: threading.Thread | None = None
         self._closing = threading.Event()
@@ -160,6 +171,8 @@ class LoadGenSUT:
     # -- LoadGen callbacks (LoadGen's threads) -----------------------------------------
     def issue_queries(self, ids: list[int], indices: list[int]) -> None:
         """Enqueue and return at once: LoadGen's clock is running (ConstructFastSUT's form)."""
+        if self.first_issue is None:
+            self.first_issue = time.monotonic()
         self._queue.put((ids, indices))
 
     def flush_queries(self) -> None:
@@ -172,10 +185,16 @@ class LoadGenSUT:
         return self.stop_reason is not None
 
     def stop(self, reason: str) -> None:
-        """Stop sending samples to the backend (any thread; the first reason is kept)."""
+        """Stop sending samples to the backend (any thread; the first reason is kept).
+        Calls still outstanding on an asynchronous backend are completed empty now."""
         with self._lock:
             if self.stop_reason is None:
                 self.stop_reason = reason
+            abandoned = list(self._in_flight.values())
+            self._in_flight.clear()
+        for ids, _, _ in abandoned:
+            self._slots.release()
+            self._complete(ids, None)
         self._queue.put(_WAKE)
 
     def _fail(self, exc: BaseException, trace: str) -> None:
@@ -240,6 +259,9 @@ class LoadGenSUT:
             if self.stopped:
                 self._stopped_samples(ids)
                 continue
+            if self._async:
+                self._dispatch(ids, indices)
+                continue
             output = None
             with self._lock:
                 self._in_call = (ids, time.monotonic())
@@ -268,16 +290,71 @@ class LoadGenSUT:
         return min(full, -(-max(longest, 1) // bucket) * bucket)
 
     def _predict(self, indices: np.ndarray) -> np.ndarray:
+        seq = self._seq_len(indices)
+        return self._assemble(self.backend.predict(self.qsl.batch(indices, seq)), seq)
+
+    def _assemble(self, logits: tuple[np.ndarray, np.ndarray], seq: int) -> np.ndarray:
         """[B, full, 2] float32 logits: the layout of the reference's response buffers, with
         positions past the batch's length at PAD_LOGIT (never picked as an answer)."""
-        seq = self._seq_len(indices)
-        start, end = self.backend.predict(self.qsl.batch(indices, seq))
+        start, end = logits
         if seq == self._full_len:
             return np.ascontiguousarray(np.stack([start, end], axis=-1), np.float32)
-        output = np.full((len(indices), self._full_len, 2), PAD_LOGIT, np.float32)
+        output = np.full((len(start), self._full_len, 2), PAD_LOGIT, np.float32)
         output[:, :seq, 0] = start
         output[:, :seq, 1] = end
         return output
+
+    # -- asynchronous backends ---------------------------------------------------------
+    def _dispatch(self, ids: np.ndarray, indices: np.ndarray) -> None:
+        """Start a call and move on; the future's callback completes the samples."""
+        seq = self._seq_len(indices)
+        batch = self.qsl.batch(indices, seq)
+        while not self._slots.acquire(timeout=0.05):  # at most max_in_flight outstanding
+            if self.stopped:
+                self._stopped_samples(ids)
+                return
+        token = next(self._tokens)
+        with self._lock:
+            self._in_flight[token] = (ids, seq, time.monotonic())
+        try:
+            future = self.backend.predict_async(batch)
+        except BaseException as exc:  # noqa: BLE001 - reported after LoadGen ends
+            self._settle(token, None, exc, traceback.format_exc())
+            return
+        future.add_done_callback(functools.partial(self._resolved, token))
+
+    def _resolved(self, token: int, future) -> None:
+        """A call finished (on whichever thread finished it)."""
+        try:
+            logits = future.result()
+        except BaseException as exc:  # noqa: BLE001 - reported after LoadGen ends
+            self._settle(token, None, exc, traceback.format_exc())
+        else:
+            self._settle(token, logits, None, "")
+
+    def _settle(self, token: int, logits, exc: BaseException | None, trace: str) -> None:
+        with self._lock:
+            entry = self._in_flight.pop(token, None)
+        if entry is None:
+            return  # given up (a stop or a timeout) and completed already
+        self._slots.release()
+        ids, seq, _ = entry
+        output = None
+        if exc is None:
+            try:
+                output = self._assemble(logits, seq)
+                with self._lock:
+                    self.batches += 1
+            except BaseException as bad:  # noqa: BLE001 - logits of the wrong shape...
+                exc, trace = bad, traceback.format_exc()
+        if exc is not None:
+            self._fail(exc, trace)
+        self._complete(ids, output)
+
+    def _oldest_in_flight_s(self, now: float) -> float:
+        with self._lock:
+            return max((now - submitted for _, _, submitted in self._in_flight.values()),
+                       default=0.0)
 
     def _stopped_samples(self, ids: np.ndarray) -> None:
         """After a stop: hold the samples (Server, until the flush) or complete them empty."""
@@ -303,6 +380,7 @@ class LoadGenSUT:
             pointers = sizes = [0] * count
         lg.QuerySamplesComplete(list(map(lg.QuerySampleResponse, ids.tolist(), pointers, sizes)))
         del output  # only now may the buffers go
+        self.last_completion = time.monotonic()
         self.completed += count
         if self._bar is not None:
             self._bar.update(count)
@@ -317,6 +395,12 @@ class LoadGenSUT:
             if self._deadline is not None and now > self._deadline and not self.stopped:
                 self.stop(f"the run passed its time limit of {self.settings.deadline_s:g} s")
             timeout = self.settings.call_timeout_s
+            if self._async:
+                if timeout is not None and self._oldest_in_flight_s(now) > timeout:
+                    self._fail(BackendCallTimeout(
+                        f"a backend call did not return within {timeout:g} s (raise "
+                        "--call-timeout if the backend is that slow)"), "")
+                continue
             with self._lock:
                 stuck = self._in_call
                 if stuck is None or timeout is None or now - stuck[1] <= timeout:
@@ -333,9 +417,10 @@ class LoadGenSUT:
 
     # -- lifecycle ---------------------------------------------------------------------
     def _start_worker(self) -> None:
-        self._worker = threading.Thread(target=self._run, args=(self._generation,),
-                                        name=f"sut-worker-{self._generation}", daemon=True)
-        self._worker.start()
+        worker = threading.Thread(target=self._run, args=(self._generation,),
+                                  name=f"sut-worker-{self._generation}", daemon=True)
+        worker.start()
+        self._worker = worker  # only a started thread: destroy() may be joining already
 
     def construct(self):
         """Start the worker (and watchdog) and create the LoadGen SUT handle."""
@@ -369,6 +454,8 @@ class LoadGenSUT:
                 if worker is self._worker and not worker.is_alive():
                     break
             self._worker = None
+        while self._in_flight:  # asynchronous calls outstanding: the watchdog bounds them
+            time.sleep(0.01)
         self._closing.set()
         if self._watchdog is not None:
             self._watchdog.join()
@@ -379,6 +466,13 @@ class LoadGenSUT:
         if self._handle is not None:
             lg.DestroyFastSUT(self._handle)
             self._handle = None
+
+    def throughput(self) -> dict[str, float | None]:
+        """Samples completed per second between the first issue and the last completion."""
+        if self.first_issue is None or self.last_completion is None:
+            return {"sut_active_s": None, "sut_samples_per_s": None}
+        active = max(self.last_completion - self.first_issue, 1e-9)
+        return {"sut_active_s": active, "sut_samples_per_s": self.completed / active}
 
     def raise_if_failed(self) -> None:
         """Raise :class:`BackendRunError` if the backend failed during the test."""

@@ -1,0 +1,206 @@
+"""Benchmark: Offline throughput and F1 near the machine's limit, against the MLPerf-style loop.
+
+One run on one machine measures, for the demo model over the first N questions (LoadGen
+Offline in accuracy mode, one process per variant, so each row has both samples/s and F1):
+
+* ``reference loop``: padded batch 1, a thread per sample, ONNX Runtime's default session
+  (``benchmarks/reference_loop.py``, as the MLCommons reference SUT runs) -- the baseline;
+* this harness with all its throughput features off, then each one alone, then its
+  defaults, and the runtime options that are not defaults (ORT fusions, int8, PyTorch fp32
+  and bf16);
+* 1 Ray actor with every core against 2 actors with one core each;
+
+then the machine's fp32 GEMM rate, each variant's useful-FLOP rate (FLOPs at the features'
+real token counts / time, as a share of the GEMM rate), and the null-backend ceilings of
+the adapter itself (Offline samples/s, Server QPS with its p99). Ratios are against the
+reference loop of the same run. Writes ``results/bench/throughput.json``.
+
+Usage: ``python benchmarks/bench_throughput.py [--max-examples 2804] [--only NAME ...]``
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+from harness.files import SHARED_DIR, write_json_atomic
+from harness.squad.data import DataConfig, prepare_data
+
+REPO = Path(__file__).resolve().parents[1]
+MODEL = "minilm-l6-squad-demo"
+OFF = ["--seq-bucket", "0", "--batch-size", "1", "--no-sort"]  # the harness, features off
+# name -> harness arguments (after `python -m harness accuracy`)
+VARIANTS: dict[str, list[str]] = {
+    "harness, features off (padded, batch 1)": OFF,
+    "+ variable length only": ["--batch-size", "1", "--no-sort"],
+    "+ batch 8 only (padded)": ["--seq-bucket", "0", "--batch-size", "8", "--no-sort"],
+    "harness defaults (variable length, sorted, batch 8)": [],
+    "defaults + ORT transformer fusions": ["--backend-option", "optimizer=transformers"],
+    "defaults, int8 dynamic model (VNNI)": ["--model", f"{MODEL}-int8-dynamic"],
+    "defaults, PyTorch fp32": ["--backend", "pytorch"],
+    "defaults, PyTorch bf16 autocast": ["--backend", "pytorch",
+                                        "--backend-option", "precision=bf16"],
+    "Ray, 1 actor x 2 threads": ["--backend", "ray", "--backend-option", "actors=1",
+                                 "--backend-option", "threads_per_actor=2"],
+    "Ray, 2 actors x 1 thread": ["--backend", "ray", "--backend-option", "actors=2",
+                                 "--backend-option", "threads_per_actor=1"],
+}
+REFERENCE = "reference loop (padded, batch 1, thread per sample)"
+
+
+def gemm_rate() -> dict[str, float]:
+    """fp32 GEMM GFLOP/s on every core: the best of numpy and torch on 2048x2048."""
+    rates = {}
+    size = 2048
+    a = np.random.default_rng(0).standard_normal((size, size), dtype=np.float32)
+    for name, matmul in _matmuls(a).items():
+        matmul()
+        best = 0.0
+        for _ in range(5):
+            started = time.perf_counter()
+            matmul()
+            best = max(best, 2 * size**3 / (time.perf_counter() - started) / 1e9)
+        rates[name] = best
+    return rates
+
+
+def _matmuls(a: np.ndarray) -> dict:
+    found = {"numpy": lambda: a @ a}
+    try:
+        import torch
+
+        t = torch.from_numpy(a)
+        found["torch"] = lambda: t @ t
+    except ImportError:
+        pass
+    return found
+
+
+def useful_flops(features, layers: int, hidden: int, intermediate: int) -> float:
+    """Mean forward FLOPs per feature at its real token count (projections, attention, FFN
+    and the QA head; embeddings and norms are negligible)."""
+    lengths = np.asarray(features.input_mask, dtype=bool).sum(axis=1).astype(np.float64)
+    per_layer = 2 * lengths * (4 * hidden * hidden + 2 * hidden * intermediate) \
+        + 4 * lengths**2 * hidden
+    return float(np.mean(layers * per_layer + 2 * lengths * hidden * 2))
+
+
+def run_variant(name: str, extra: list[str], max_examples: int, scratch: Path) -> dict:
+    system = f"bench-{abs(hash(name)) % 10**8}"
+    command = [sys.executable, "-m", "harness", "accuracy", "--model", MODEL,
+               "--max-examples", str(max_examples), "--results-dir", str(scratch),
+               "--system", system, "--no-progress", *extra]
+    done = subprocess.run(command, cwd=REPO, capture_output=True, text=True)
+    if done.returncode != 0:
+        return {"error": done.stderr.strip().splitlines()[-1] if done.stderr else "failed"}
+    run = next((scratch / system).rglob("accuracy/result.json")).parent
+    result = json.loads((run / "result.json").read_text())
+    accuracy = json.loads((run / "accuracy.json").read_text())
+    return {"samples_per_s": result["sut_samples_per_s"], "f1": accuracy["scores"]["f1"],
+            "exact_match": accuracy["scores"]["exact_match"]}
+
+
+def run_reference(max_examples: int, scratch: Path) -> dict:
+    from harness.squad.accuracy import score_accuracy_log
+    from harness.squad.features import read_vocab
+    from models.catalog import resolve_model
+
+    model = resolve_model(MODEL, "onnxruntime")
+    out = scratch / "reference"
+    subprocess.run([sys.executable, str(REPO / "benchmarks" / "reference_loop.py"),
+                    str(model.path), str(out), "--max-examples", str(max_examples)],
+                   cwd=REPO, check=True, capture_output=True, text=True)
+    data = prepare_data(DataConfig(max_examples=max_examples), progress=False)
+    report, _ = score_accuracy_log(out / "mlperf_log_accuracy.json", data.features,
+                                   data.examples, read_vocab(data.vocab_path), "fp32")
+    timing = json.loads((out / "reference.json").read_text())
+    return {"samples_per_s": timing["samples_per_s"], "f1": report.scores.f1,
+            "exact_match": report.scores.exact_match}
+
+
+def null_ceilings(scratch: Path) -> list[dict]:
+    """The adapter alone: the null backend answers at once."""
+    conf = scratch / "null.conf"
+    conf.write_text("bert.Offline.target_qps = 1000000\nbert.Offline.min_duration = 3000\n"
+                    "bert.Server.target_qps = 100000\nbert.Server.min_duration = 5000\n")
+    points = [("Offline", 1), ("Offline", 64), ("Offline", 1024), ("Server", 64)]
+    rows = []
+    for scenario, batch in points:
+        system = f"null-{scenario}-{batch}"
+        subprocess.run([sys.executable, "-m", "harness", "run", "--backend", "null",
+                        "--scenario", scenario, "--batch-size", str(batch), "--user-conf",
+                        str(conf), "--results-dir", str(scratch), "--system", system,
+                        "--no-progress", "--batch-wait-ms", "0", "--max-run-minutes", "10"],
+                       cwd=REPO, capture_output=True, text=True)
+        result = json.loads(next((scratch / system).rglob("result.json")).read_text())
+        rows.append({"scenario": scenario, "batch": batch,
+                     "samples_per_s": result["samples_per_second"],
+                     "valid": result["valid"],
+                     "p99_ms": result["latencies_ns"].get("99.00", 0) / 1e6})
+    return rows
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--max-examples", type=int, default=2804,
+                        help="first N questions (default: the demo model's held-out 2804)")
+    parser.add_argument("--only", nargs="*", default=None, metavar="NAME",
+                        help="run only the variants whose name contains one of these words")
+    args = parser.parse_args()
+    data = prepare_data(DataConfig(max_examples=args.max_examples), progress=False)
+    config = json.loads((SHARED_DIR / "models" / MODEL / "config.json").read_text())
+    flops = useful_flops(data.features, config["num_hidden_layers"], config["hidden_size"],
+                         config["intermediate_size"])
+    gemm = gemm_rate()
+    peak = max(gemm.values())
+    print(f"# Throughput, {MODEL}, first {args.max_examples} questions "
+          f"({len(data.features)} features, mean {np.mean(data.features.input_mask.sum(1)):.1f} "
+          "real tokens)")
+    print("machine fp32 GEMM: " + ", ".join(f"{k} {v:.0f} GFLOP/s" for k, v in gemm.items()))
+    print(f"useful work: {flops / 1e9:.2f} GFLOP per feature at its real length\n")
+    rows: dict[str, dict] = {}
+    with tempfile.TemporaryDirectory() as scratch_dir:
+        scratch = Path(scratch_dir)
+        wanted = [REFERENCE, *VARIANTS]
+        if args.only:
+            wanted = [n for n in wanted if any(w.lower() in n.lower() for w in args.only)]
+        for name in wanted:
+            print(f"running: {name} ...", file=sys.stderr, flush=True)
+            rows[name] = (run_reference(args.max_examples, scratch) if name == REFERENCE
+                          else run_variant(name, VARIANTS[name], args.max_examples, scratch))
+        ceilings = null_ceilings(scratch) if not args.only else []
+    base = rows.get(REFERENCE, {}).get("samples_per_s")
+    print("| variant | samples/s | vs reference | F1 | EM | useful GFLOP/s | of GEMM |")
+    print("|---|---|---|---|---|---|---|")
+    for name, row in rows.items():
+        if "error" in row:
+            print(f"| {name} | failed: {row['error']} | | | | | |")
+            continue
+        rate = row["samples_per_s"]
+        useful = rate * flops / 1e9
+        ratio = f"{rate / base:.2f}x" if base else "-"
+        print(f"| {name} | {rate:.2f} | {ratio} | {row['f1']:.2f} | {row['exact_match']:.2f} "
+              f"| {useful:.0f} | {useful / peak:.0%} |")
+    if ceilings:
+        print("\n## The adapter alone (null backend)")
+        print("| scenario | batch | samples/s | VALID | p99 (ms) |")
+        print("|---|---|---|---|---|")
+        for c in ceilings:
+            print(f"| {c['scenario']} | {c['batch']} | {c['samples_per_s']:,.0f} | "
+                  f"{c['valid']} | {c['p99_ms']:.2f} |")
+    write_json_atomic(REPO / "results" / "bench" / "throughput.json", {
+        "max_examples": args.max_examples, "features": len(data.features),
+        "gemm_gflops": gemm, "useful_gflop_per_feature": flops / 1e9,
+        "variants": rows, "null_ceilings": ceilings,
+    })
+
+
+if __name__ == "__main__":
+    main()
