@@ -22,7 +22,7 @@ RUN_FLAGS = --scenario $(call q,$(SCENARIO)) --backend $(call q,$(BACKEND)) \
 	$(if $(MAX_EXAMPLES),--max-examples $(call q,$(MAX_EXAMPLES))) \
 	$(if $(SYSTEM),--system $(call q,$(SYSTEM))) $(ARGS)
 
-.PHONY: help install data model run accuracy agree test test-fast lint bench bench-backends clean
+.PHONY: help install data model run accuracy agree test test-fast lint bench bench-offline bench-backends clean
 
 help: ## list targets and variables
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -64,7 +64,10 @@ test-fast: install ## run the tests except those marked slow
 lint: install ## ruff
 	$(PY) -m ruff check .
 
-bench: install ## benchmarks: feature building and Offline samples/s by batch size
+bench: install ## throughput: reference-style loop vs the harness, each optimisation, Ray, ceilings
+	$(PY) benchmarks/bench_throughput.py $(if $(MAX_EXAMPLES),--max-examples $(MAX_EXAMPLES))
+
+bench-offline: install ## feature building, and Offline samples/s by batch size
 	$(PY) benchmarks/bench_offline.py
 
 bench-backends: install ## samples/s of every backend, fp32 and int8, on the demo model

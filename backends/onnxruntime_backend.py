@@ -15,13 +15,16 @@ from __future__ import annotations
 
 import importlib.util
 import mmap
+import queue
+import threading
+from concurrent.futures import Future
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import onnxruntime as ort
 
-from backends import tensor_names
+from backends import formats, tensor_names
 from backends.base import Backend, BackendError, FeatureBatch, first_line, usable_cores
 from backends.model_safety import check_onnx_model
 
@@ -68,6 +71,8 @@ class OnnxRuntimeBackend(Backend):
                      "(Attention, SkipLayerNorm...), applied in memory at load",
         "arena": "on|off (default on): ONNX Runtime's CPU memory arena",
         "spinning": "on|off (default on): intra-op threads spin between calls",
+        "instances": "N sessions sharing the threads, each serving its own call, so N "
+                     "batches run at once (default 1)",
     }
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
@@ -82,6 +87,8 @@ class OnnxRuntimeBackend(Backend):
         self._custom_ops: Path | None = None
         self._choices: dict[str, str] = {}
         self._fusions: dict[str, int] = {}
+        self._servers: list[threading.Thread] = []  # one per session when instances > 1
+        self._calls: queue.SimpleQueue = queue.SimpleQueue()
 
     def version(self) -> str:
         """The onnxruntime package version, e.g. ``"1.31.1"``."""
@@ -160,9 +167,11 @@ class OnnxRuntimeBackend(Backend):
         """The model with ONNX Runtime's BERT fusions, serialised in memory (nothing written)."""
         from onnxruntime.transformers.optimizer import optimize_model
 
+        config, _ = formats.config_beside(path)  # else the fusion scripts guess from the graph
         try:
-            optimized = optimize_model(str(path), model_type="bert", num_heads=0, hidden_size=0,
-                                       opt_level=0)
+            optimized = optimize_model(str(path), model_type="bert", opt_level=0,
+                                       num_heads=int(config.get("num_attention_heads", 0)),
+                                       hidden_size=int(config.get("hidden_size", 0)))
         except Exception as exc:  # an unusual graph the fusion scripts cannot read
             raise BackendError(f"ONNX Runtime's transformer optimizer failed on {path}: "
                                f"{first_line(exc)}; load it without optimizer=transformers") \
@@ -185,8 +194,13 @@ class OnnxRuntimeBackend(Backend):
         source: str | bytes = str(path)
         if self._choices["optimizer"] == "transformers":
             source = self._fused(path)
+        instances = self._instances()
+        if instances > 1:  # the cores are shared out: each session serves one call at a time
+            opts.intra_op_num_threads = max(1, opts.intra_op_num_threads // instances)
         try:
             session = ort.InferenceSession(source, sess_options=opts, providers=providers)
+            extra = [ort.InferenceSession(source, sess_options=opts, providers=providers)
+                     for _ in range(instances - 1)]
         except Exception as exc:  # ORT raises several pybind types (InvalidProtobuf, Fail...)
             raise BackendError(
                 f"ONNX Runtime cannot load {path}: {first_line(exc)}. The file may be corrupt "
@@ -200,6 +214,40 @@ class OnnxRuntimeBackend(Backend):
             )
         self._detect_names(session, path)
         self._session, self._model_path = session, path
+        self._start_instances([session, *extra] if extra else [])
+
+    def _instances(self) -> int:
+        value = self.settings.options.get("instances", 1)
+        if isinstance(value, bool) or not str(value).isdigit() or int(value) < 1:
+            raise BackendError(f"instances must be a whole number >= 1, got {value!r}")
+        return int(value)
+
+    def _start_instances(self, sessions: list[ort.InferenceSession]) -> None:
+        """One daemon thread per session, taking calls from a shared queue."""
+        self._servers = [threading.Thread(target=self._serve, args=(s,), daemon=True,
+                                          name=f"ort-instance-{i}")
+                         for i, s in enumerate(sessions)]
+        for server in self._servers:
+            server.start()
+
+    def _serve(self, session: ort.InferenceSession) -> None:
+        while (call := self._calls.get()) is not None:
+            batch, future = call
+            try:
+                future.set_result(self._run(session, batch))
+            except BaseException as exc:  # noqa: BLE001 - delivered through the future
+                future.set_exception(exc)
+
+    def max_in_flight(self) -> int:
+        return max(1, len(self._servers))
+
+    def predict_async(self, batch: FeatureBatch) -> Future:
+        """With instances > 1, queue the call for the next free session."""
+        if not self._servers:
+            return super().predict_async(batch)
+        future: Future = Future()
+        self._calls.put((batch, future))
+        return future
 
     def _detect_names(self, session: ort.InferenceSession, path: Path) -> None:
         """Match the graph's inputs and outputs to a known naming; raise listing both if not."""
@@ -240,6 +288,9 @@ class OnnxRuntimeBackend(Backend):
         """Return ``(start_logits, end_logits)``, float32 ``[B, S]`` (C-contiguous)."""
         if self._session is None:
             raise BackendError("onnxruntime backend: call load() before predict()")
+        return self._run(self._session, batch)
+
+    def _run(self, session: ort.InferenceSession, batch: FeatureBatch):
         arrays = batch.arrays()
         shape = np.shape(arrays[0])
         # astype(copy=False) is free when the harness already holds the graph's dtype.
@@ -248,11 +299,11 @@ class OnnxRuntimeBackend(Backend):
             for name, a, dtype in zip(self._input_names, arrays, self._input_dtypes, strict=True)
         }
         try:
-            start, end = self._session.run(list(self._output_names), feeds)
+            start, end = session.run(list(self._output_names), feeds)
         except Exception as exc:  # shape the graph does not accept, out-of-range ids...
             raise BackendError(
                 f"ONNX Runtime failed on a batch of shape {shape} with {self._model_path} "
-                f"(graph inputs: {_describe_tensors(self._session.get_inputs())}): "
+                f"(graph inputs: {_describe_tensors(session.get_inputs())}): "
                 f"{first_line(exc)}"
             ) from exc
         return self._as_logits(start, shape), self._as_logits(end, shape)
@@ -269,7 +320,10 @@ class OnnxRuntimeBackend(Backend):
     # ---- lifecycle -----------------------------------------------------------------------
 
     def close(self) -> None:
-        """Drop the session (ORT frees its memory when the last reference goes)."""
+        """Drop the sessions (ORT frees their memory when the last reference goes)."""
+        for _ in self._servers:
+            self._calls.put(None)
+        self._servers = []
         self._session = None
 
     def describe(self) -> dict[str, Any]:
@@ -288,5 +342,6 @@ class OnnxRuntimeBackend(Backend):
             custom_ops_library=str(self._custom_ops) if self._custom_ops else None,
             **self._choices,
             fusions=self._fusions,
+            instances=max(1, len(self._servers)),
         )
         return info

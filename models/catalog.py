@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import shutil
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
@@ -170,6 +171,8 @@ def _derive_from_checkpoint(name: str, hf_dir: Path, store: Path, target: str) -
             f"{exc.name or exc}, which is not installed: pip install -e '.[{extras}]' "
             "(make install brings every extra)"
         ) from None
+    # The checkpoint's config beside the export tells backends its heads (ORT's fusions)
+    shutil.copyfile(hf_dir / "config.json", out.parent / "config.json")
     # Written only once the export is in place: a record always describes a whole file.
     write_json_atomic(record, {
         "source": str(hf_dir),
