@@ -25,7 +25,7 @@ RUN_FLAGS = --scenario $(call q,$(SCENARIO)) --backend $(call q,$(BACKEND)) \
 .PHONY: help install data model run accuracy agree test test-fast lint bench bench-offline bench-backends clean
 
 help: ## list targets and variables
-	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
 	@echo "variables: SCENARIO=$(SCENARIO) (Offline|Server|SingleStream|MultiStream)"
 	@echo "           BACKEND=$(BACKEND) MODEL=$(MODEL) BATCH=$(or $(BATCH),auto) THREADS=$(THREADS)"
 	@echo "           SHORT=$(SHORT) (1: 10 s short run, INVALID for submissions; 0: MLPerf rules)"
