@@ -159,12 +159,18 @@ def null_ceilings(scratch: Path) -> list[dict]:
     rows = []
     for scenario, batch in points:
         system = f"null-{scenario}-{batch}"
-        subprocess.run([sys.executable, "-m", "harness", "run", "--backend", "null",
-                        "--scenario", scenario, "--batch-size", str(batch), "--user-conf",
-                        str(conf), "--results-dir", str(scratch), "--system", system,
-                        "--no-progress", "--batch-wait-ms", "0", "--max-run-minutes", "10"],
-                       cwd=REPO, capture_output=True, text=True)
-        result = json.loads(next((scratch / system).rglob("result.json")).read_text())
+        done = subprocess.run([sys.executable, "-m", "harness", "run", "--backend", "null",
+                               "--scenario", scenario, "--batch-size", str(batch),
+                               "--user-conf", str(conf), "--results-dir", str(scratch),
+                               "--system", system, "--no-progress", "--batch-wait-ms", "0",
+                               "--max-run-minutes", "10"],
+                              cwd=REPO, capture_output=True, text=True)
+        found = list((scratch / system).rglob("result.json"))
+        if done.returncode != 0 or not found:
+            last = done.stderr.strip().splitlines()[-1:] or ["failed"]
+            rows.append({"scenario": scenario, "batch": batch, "error": last[0]})
+            continue
+        result = json.loads(found[0].read_text())
         rows.append({"scenario": scenario, "batch": batch,
                      "samples_per_s": result["samples_per_second"],
                      "valid": result["valid"],
@@ -191,6 +197,12 @@ def main() -> None:
     print("machine fp32 GEMM: " + ", ".join(f"{k} {v:.0f} GFLOP/s" for k, v in gemm.items()))
     print(f"useful work: {flops / 1e9:.2f} GFLOP per feature at its real length\n")
     rows: dict[str, dict] = {}
+    record = {"max_examples": args.max_examples, "features": len(data.features),
+              "gemm_gflops": gemm, "useful_gflop_per_feature": flops / 1e9,
+              "variants": rows, "null_ceilings": []}
+    out = REPO / "results" / "bench" / "throughput.json"
+    print("| variant | samples/s | vs reference | F1 | EM | useful GFLOP/s | of GEMM |")
+    print("|---|---|---|---|---|---|---|", flush=True)
     with tempfile.TemporaryDirectory() as scratch_dir:
         scratch = Path(scratch_dir)
         wanted = [REFERENCE, *VARIANTS]
@@ -200,31 +212,32 @@ def main() -> None:
             print(f"running: {name} ...", file=sys.stderr, flush=True)
             rows[name] = (run_reference(args.max_examples, scratch) if name == REFERENCE
                           else run_variant(name, VARIANTS[name], args.max_examples, scratch))
-        ceilings = null_ceilings(scratch) if not args.only else []
-    base = rows.get(REFERENCE, {}).get("samples_per_s")
-    print("| variant | samples/s | vs reference | F1 | EM | useful GFLOP/s | of GEMM |")
-    print("|---|---|---|---|---|---|---|")
-    for name, row in rows.items():
-        if "error" in row:
-            print(f"| {name} | failed: {row['error']} | | | | | |")
-            continue
-        rate = row["samples_per_s"]
-        useful = rate * flops / 1e9
-        ratio = f"{rate / base:.2f}x" if base else "-"
-        print(f"| {name} | {rate:.2f} | {ratio} | {row['f1']:.2f} | {row['exact_match']:.2f} "
-              f"| {useful:.0f} | {useful / peak:.0%} |")
-    if ceilings:
+            print(_row(name, rows[name], rows.get(REFERENCE, {}).get("samples_per_s"),
+                       flops, peak), flush=True)
+            write_json_atomic(out, record)  # what has run so far is never lost
+        if not args.only:
+            record["null_ceilings"] = null_ceilings(scratch)
+    if record["null_ceilings"]:
         print("\n## The adapter alone (null backend)")
         print("| scenario | batch | samples/s | VALID | p99 (ms) |")
         print("|---|---|---|---|---|")
-        for c in ceilings:
+        for c in record["null_ceilings"]:
+            if "error" in c:
+                print(f"| {c['scenario']} | {c['batch']} | failed: {c['error']} | | |")
+                continue
             print(f"| {c['scenario']} | {c['batch']} | {c['samples_per_s']:,.0f} | "
                   f"{c['valid']} | {c['p99_ms']:.2f} |")
-    write_json_atomic(REPO / "results" / "bench" / "throughput.json", {
-        "max_examples": args.max_examples, "features": len(data.features),
-        "gemm_gflops": gemm, "useful_gflop_per_feature": flops / 1e9,
-        "variants": rows, "null_ceilings": ceilings,
-    })
+    write_json_atomic(out, record)
+
+
+def _row(name: str, row: dict, base: float | None, flops: float, peak: float) -> str:
+    if "error" in row:
+        return f"| {name} | failed: {row['error']} | | | | | |"
+    rate = row["samples_per_s"]
+    useful = rate * flops / 1e9
+    ratio = f"{rate / base:.2f}x" if base else "-"
+    return (f"| {name} | {rate:.2f} | {ratio} | {row['f1']:.2f} | {row['exact_match']:.2f} "
+            f"| {useful:.0f} | {useful / peak:.0%} |")
 
 
 if __name__ == "__main__":

@@ -81,6 +81,19 @@ def wait_for_logs(root: Path, results: str, scenario: str = "Offline",
     raise AssertionError(f"no run started in {root / results}")
 
 
+def start_long_run(root: Path, results: str, scenario: str = "Offline") -> subprocess.Popen:
+    """A run that would take ten minutes (about 25 samples/s, a 600 s minimum), once LoadGen
+    has started: for signals, kills and locks."""
+    conf = root / f"long-{results}.conf"
+    conf.write_text(f"bert.{scenario}.min_duration = 600000\n"
+                    "bert.Offline.target_qps = 25\nbert.Server.target_qps = 20\n")
+    run = start(root, *args_for(root, "--results-dir", results, "--user-conf", str(conf),
+                                "--backend-option", "delay_ms=40", "--max-run-minutes", "600",
+                                scenario=scenario))
+    wait_for_logs(root, results, scenario)
+    return run
+
+
 def good_run(root: Path, results: str, scenario: str = "Offline") -> Path:
     done = cli(root, *args_for(root, "--results-dir", results, scenario=scenario))
     assert done.returncode == 0, done.stderr
@@ -132,14 +145,7 @@ def test_a_signal_stops_the_run_promptly_and_keeps_it_as_interrupted(
         workspace: Path, scenario: str, signum: int, code: int) -> None:
     results = f"r-{scenario}-{signum}"
     earlier = good_run(workspace, results, scenario)
-    # ~25 samples/s: the run would take far longer than the bound if the signal were ignored
-    extra = ["--backend-option", "delay_ms=40", "--max-run-minutes", "600"]
-    conf = workspace / f"slow-{scenario}.conf"
-    conf.write_text(f"bert.{scenario}.min_duration = 600000\n"
-                    "bert.Offline.target_qps = 25\nbert.Server.target_qps = 20\n")
-    run = start(workspace, *args_for(workspace, "--results-dir", results, "--user-conf",
-                                     str(conf), *extra, scenario=scenario))
-    wait_for_logs(workspace, results, scenario)
+    run = start_long_run(workspace, results, scenario)
     run.send_signal(signum)
     _, stderr = run.communicate(timeout=BOUND_S)
     assert run.returncode == code, stderr  # within BOUND_S: seconds in practice
@@ -154,12 +160,7 @@ def test_a_signal_stops_the_run_promptly_and_keeps_it_as_interrupted(
 
 @pytest.mark.slow
 def test_a_second_signal_quits_at_once(workspace: Path) -> None:
-    conf = workspace / "server-hold.conf"
-    conf.write_text("bert.Server.min_duration = 600000\nbert.Server.target_qps = 20\n")
-    run = start(workspace, *args_for(workspace, "--results-dir", "r-twice", "--user-conf",
-                                     str(conf), "--backend-option", "delay_ms=40",
-                                     "--max-run-minutes", "600", scenario="Server"))
-    wait_for_logs(workspace, "r-twice", "Server")
+    run = start_long_run(workspace, "r-twice", "Server")
     run.send_signal(signal.SIGINT)
     run.send_signal(signal.SIGINT)
     _, stderr = run.communicate(timeout=BOUND_S)
@@ -169,12 +170,7 @@ def test_a_second_signal_quits_at_once(workspace: Path) -> None:
 
 @pytest.mark.slow
 def test_a_killed_run_is_kept_and_the_next_run_succeeds(workspace: Path) -> None:
-    conf = workspace / "long.conf"
-    conf.write_text("bert.Offline.min_duration = 600000\nbert.Offline.target_qps = 25\n")
-    run = start(workspace, *args_for(workspace, "--results-dir", "r-kill", "--user-conf",
-                                     str(conf), "--backend-option", "delay_ms=40",
-                                     "--max-run-minutes", "600"))
-    wait_for_logs(workspace, "r-kill")
+    run = start_long_run(workspace, "r-kill")
     performance = scenario_dir(workspace, "r-kill") / "performance"
     run.kill()
     run.communicate(timeout=BOUND_S)
@@ -198,13 +194,8 @@ def test_a_rerun_keeps_the_replaced_result_as_history(workspace: Path) -> None:
 
 @pytest.mark.slow
 def test_a_second_run_into_the_same_folder_is_refused(workspace: Path) -> None:
-    conf = workspace / "busy.conf"
-    conf.write_text("bert.Offline.min_duration = 600000\nbert.Offline.target_qps = 25\n")
-    first = start(workspace, *args_for(workspace, "--results-dir", "r-busy", "--user-conf",
-                                       str(conf), "--backend-option", "delay_ms=40",
-                                       "--max-run-minutes", "600"))
+    first = start_long_run(workspace, "r-busy")
     try:
-        wait_for_logs(workspace, "r-busy")
         second = cli(workspace, *args_for(workspace, "--results-dir", "r-busy"))
         assert second.returncode == 2
         assert "another run is writing" in one_error_line(second.stderr)
