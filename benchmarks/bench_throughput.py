@@ -158,12 +158,12 @@ def null_ceilings(scratch: Path) -> list[dict]:
     points = [("Offline", 1), ("Offline", 64), ("Offline", 1024), ("Server", 64)]
     rows = []
     for scenario, batch in points:
-        system = f"null-{scenario}-{batch}"
+        system = f"null-{scenario.lower()}-{batch}"
         done = subprocess.run([sys.executable, "-m", "harness", "run", "--backend", "null",
                                "--scenario", scenario, "--batch-size", str(batch),
                                "--user-conf", str(conf), "--results-dir", str(scratch),
                                "--system", system, "--no-progress", "--batch-wait-ms", "0",
-                               "--max-run-minutes", "10"],
+                               "--max-run-minutes", "30"],
                               cwd=REPO, capture_output=True, text=True)
         found = list((scratch / system).rglob("result.json"))
         if done.returncode != 0 or not found:
