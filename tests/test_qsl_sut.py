@@ -85,13 +85,19 @@ class _Recording(NullBackend):
         return super().predict(batch)
 
 
-def test_offline_query_is_cut_into_batches_of_similar_length(features, monkeypatch) -> None:
+def _recording_sut(features, settings: SUTSettings, count: int) -> LoadGenSUT:
+    """A SUT over the first ``count`` samples whose backend records its batch shapes."""
     qsl = QuerySampleLibrary(features)
-    qsl.load_query_samples(list(range(10)))
+    qsl.load_query_samples(list(range(count)))
     backend = _Recording()
     backend.shapes = []
     backend.load(None)
-    sut = LoadGenSUT(backend, qsl, SUTSettings(batch_size=4, progress=False))
+    return LoadGenSUT(backend, qsl, settings)
+
+
+def test_offline_query_is_cut_into_batches_of_similar_length(features, monkeypatch) -> None:
+    sut = _recording_sut(features, SUTSettings(batch_size=4, progress=False), 10)
+    qsl, backend = sut.qsl, sut.backend
     completed = _drive(sut, [[(100 + i, i) for i in range(10)]], monkeypatch)
     assert sorted(sample_id for sample_id, _, _ in completed) == [100 + i for i in range(10)]
     assert all(size == 384 * 2 * 4 for _, size, _ in completed)  # [384, 2] float32 each
@@ -116,23 +122,15 @@ def test_logits_past_a_samples_batch_length_are_padding(features, monkeypatch) -
 
 
 def test_padded_mode_runs_every_batch_at_the_full_length(features, monkeypatch) -> None:
-    qsl = QuerySampleLibrary(features)
-    qsl.load_query_samples(list(range(4)))
-    backend = _Recording()
-    backend.shapes = []
-    backend.load(None)
-    sut = LoadGenSUT(backend, qsl, SUTSettings(batch_size=2, progress=False, seq_bucket=None))
+    sut = _recording_sut(features, SUTSettings(batch_size=2, progress=False, seq_bucket=None), 4)
+    backend = sut.backend
     _drive(sut, [[(i, i) for i in range(4)]], monkeypatch)
     assert backend.shapes == [(2, 384), (2, 384)]
 
 
 def test_a_partial_batch_waits_for_more_queries_within_its_budget(features, monkeypatch) -> None:
-    qsl = QuerySampleLibrary(features)
-    qsl.load_query_samples(list(range(4)))
-    backend = _Recording()
-    backend.shapes = []
-    backend.load(None)
-    sut = LoadGenSUT(backend, qsl, SUTSettings(batch_size=4, progress=False, batch_wait_s=30))
+    sut = _recording_sut(features, SUTSettings(batch_size=4, progress=False, batch_wait_s=30), 4)
+    backend = sut.backend
     import mlperf_loadgen as lg
 
     monkeypatch.setattr(lg, "QuerySamplesComplete", lambda responses: None)
