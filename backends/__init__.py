@@ -46,6 +46,10 @@ REGISTRY: dict[str, BackendEntry] = {
     "ray": BackendEntry(
         "backends.ray_backend:RayBackend", "ray", (), wraps=("backend", "onnxruntime")
     ),
+    # a simulated wafer-scale engine: answers from the numerics backend, timed by a model
+    "wafer": BackendEntry(
+        "backends.wafer_backend:WaferBackend", "", (), wraps=("numerics", "onnxruntime")
+    ),
     # no model: it accepts (and ignores) every format a run can name
     "null": BackendEntry(
         "backends.null:NullBackend", "",
@@ -112,7 +116,8 @@ def model_backend(name: str, options: dict | None = None) -> str:
     if entry.wraps is None:
         return name
     option, default = entry.wraps
-    return model_backend(str((options or {}).get(option, default)))
+    inner = str((options or {}).get(option, default))
+    return "null" if inner == "none" else model_backend(inner)  # no numerics: any format
 
 
 def backend_entry(name: str) -> BackendEntry:

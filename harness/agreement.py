@@ -47,7 +47,7 @@ from models.catalog import DEFAULT_MODEL, DEFAULT_STORE, resolve_model
 from models.resolved import ResolvedModel
 
 # The null backend is a stand-in with made-up logits: compared only when asked for by name.
-NOT_BY_DEFAULT = frozenset({"null", "ray"})  # no model, or a cluster: only when named
+NOT_BY_DEFAULT = frozenset({"null", "ray", "wafer"})  # no model, or a cluster: only when named
 
 
 @dataclasses.dataclass(frozen=True)

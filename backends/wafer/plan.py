@@ -1,0 +1,396 @@
+"""The performance model: layer pipelined or weight streaming, chosen or forced.
+
+**Layer pipelined.** Each stage (a layer) gets its own region of cores and keeps its weights
+in SRAM; samples stream through, one per stage at a time. A stage needs at least the cores
+whose usable SRAM holds its weights and one sample's activations; beyond that, cores go to
+stages in proportion to their work (water-filling: the slowest stage is made as fast as the
+cores allow), and a stage is not split finer than ``min_params_per_core`` weights per core.
+A model that needs fewer cores than the wafer at that granularity is replicated. A stage
+takes ``max(FLOPs / (cores x achieved FLOP/s per core), activations out / fabric bandwidth
+across a region boundary)``; host I/O is one more stage (each replica's share of the
+system's bandwidth). Throughput = replicas x systems / the slowest stage (compute or I/O);
+latency = the host transfer overhead each way + the sum of the stage times (pipeline fill)
++ the hops across the replica.
+
+**Weight streaming.** Weights stream in from MemoryX one layer at a time, each layer using
+the whole wafer: a layer takes ``max(weight bytes / stream bandwidth, batch FLOPs / achieved
+FLOP/s)``, a batch the sum over layers. The default batch is the smallest that makes every
+layer compute-bound (it amortises the stream), capped by the activations SRAM holds.
+Throughput = systems x batch / batch time (or the host I/O bound); latency at batch 1.
+
+``mode=auto`` picks pipelined when the model has at most ``pipeline_param_limit`` parameters
+and one replica fits in SRAM; else streaming. Training (the calibration anchors) counts 3x
+the forward FLOPs, 16 bytes of SRAM per parameter (fp16 weights and gradients, fp32 master
+weights and two Adam moments) and streams gradients back as well as weights in.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from typing import Any
+
+import numpy as np
+
+from backends.base import BackendError
+from backends.wafer.shapes import Architecture, LayerCost, layer_costs
+from backends.wafer.spec import BYTES_PER_VALUE, PRECISIONS, WaferSpec
+
+MODES = ("auto", "pipelined", "streaming")
+TRAINING_FLOP_FACTOR = 3.0  # forward + backward (two products per forward one)
+TRAINING_BYTES_PER_PARAM = 16.0  # fp16 weight and gradient, fp32 master, two fp32 moments
+
+
+@dataclasses.dataclass(frozen=True)
+class PlanOptions:
+    """How a model is planned. ``seq``: the padded token count (default: the model's);
+    ``lengths``: real token counts of the samples, used when ``skip_padding``."""
+
+    mode: str = "auto"
+    precision: str = "fp16"
+    seq: int | None = None
+    skip_padding: bool = False
+    lengths: tuple[int, ...] | None = None
+    stream_batch: int | None = None
+    training: bool = False
+
+    def __post_init__(self) -> None:
+        if self.mode not in MODES:
+            raise BackendError(f"unknown wafer mode {self.mode!r}; choose one of "
+                               f"{', '.join(MODES)}")
+        if self.precision not in PRECISIONS:
+            raise BackendError(f"unknown precision {self.precision!r}; choose one of "
+                               f"{', '.join(PRECISIONS)}")
+        if self.seq is not None and self.seq < 1:
+            raise BackendError(f"seq must be at least 1 token, got {self.seq}")
+        if self.stream_batch is not None and self.stream_batch < 1:
+            raise BackendError(f"stream_batch must be at least 1, got {self.stream_batch}")
+
+
+@dataclasses.dataclass(frozen=True)
+class StagePlan:
+    """One row of a plan. Pipelined: ``cores`` of one replica; streaming: the layer's share
+    of the batch time (the whole wafer runs each layer). ``time_s``: per sample (pipelined)
+    or per batch (streaming), at the padded length."""
+
+    name: str
+    flops: float
+    params: float
+    cores: float
+    time_s: float
+    sram_per_core: float  # bytes of SRAM this stage occupies on each of its cores
+    limit: str  # what sets its time: compute, fabric, stream, memory
+
+
+@dataclasses.dataclass
+class Plan:
+    """A modelled machine for one model: the mode and why, per stage rows, throughput,
+    latency, and what the discrete-event device needs (:meth:`stage_times`, ...)."""
+
+    arch: Architecture
+    spec: WaferSpec
+    options: PlanOptions
+    mode: str = ""
+    reason: str = ""
+    fits_pipelined: bool = False
+    fit_note: str = ""
+    stages: list[StagePlan] = dataclasses.field(default_factory=list)
+    replicas: int = 1  # per system (pipelined); 1 when streaming
+    throughput: float = 0.0  # samples/s
+    latency_s: float = 0.0  # one sample alone (the median over lengths with skip_padding)
+    latency_p90_s: float = 0.0
+    bound: str = ""
+    stream_batch: int = 1
+    io_s: float = 0.0  # host I/O stage per sample (each replica's share when pipelined)
+    delay_s: float = 0.0  # pure delays: transfer overhead each way and fabric hops
+    seq: int = 0
+    # per token count 1..seq (row 0 unused; NaN until needed): FLOPs and activations out
+    # per stage, host I/O bytes per sample
+    _flops: np.ndarray = dataclasses.field(repr=False, default=None)
+    _out_bytes: np.ndarray = dataclasses.field(repr=False, default=None)
+    _io_bytes: np.ndarray = dataclasses.field(repr=False, default=None)
+    _stream_s: np.ndarray = dataclasses.field(repr=False, default=None)
+    _cores: np.ndarray = dataclasses.field(repr=False, default=None)
+
+    # -- what the device model uses ------------------------------------------------------
+    @property
+    def core_flops(self) -> float:
+        return self.spec.core_flops(self.options.precision)
+
+    @property
+    def wafer_flops(self) -> float:
+        return self.core_flops * self.spec.cores
+
+    def _tokens(self, seq: int | np.ndarray) -> np.ndarray:
+        tokens = np.clip(np.asarray(seq, np.int64), 1, self.seq)
+        rows = np.unique(tokens)
+        missing = rows[np.isnan(self._flops[rows, 0])] if self._flops.shape[1] else []
+        for t in missing:
+            self._fill(int(t))
+        return tokens
+
+    def _fill(self, tokens: int) -> None:
+        at = layer_costs(self.arch, tokens, BYTES_PER_VALUE[self.options.precision])
+        factor = TRAINING_FLOP_FACTOR if self.options.training else 1.0
+        self._flops[tokens] = [c.flops * factor for c in at]
+        self._out_bytes[tokens] = [c.out_bytes for c in at]
+        self._io_bytes[tokens] = sum(self.arch.io_bytes(tokens))
+
+    def prepare(self, lengths=None) -> None:
+        """Compute the per-length tables now (all lengths by default), not on first use."""
+        self._tokens(np.arange(1, self.seq + 1) if lengths is None else lengths)
+
+    def stage_times(self, seq: int | np.ndarray | None = None) -> np.ndarray:
+        """Pipelined: per sample time of [host I/O, stage 1, ..., stage n] at ``seq``
+        tokens (an array of lengths gives one row per sample)."""
+        tokens = self._tokens(self.seq if seq is None else seq)
+        compute = self._flops[tokens] / (self._cores * self.core_flops)
+        fabric = self._out_bytes[tokens] / self.spec.fabric_bytes_per_s
+        io = self._io_bytes[tokens] * self.replicas / self.spec.host_io_bytes_per_s
+        return np.concatenate([np.asarray(io)[..., None], np.maximum(compute, fabric)],
+                              axis=-1)
+
+    def io_time(self, seq: int | np.ndarray | None = None) -> np.ndarray:
+        """Streaming: host I/O time of one sample on the systems' links."""
+        tokens = self._tokens(self.seq if seq is None else seq)
+        return self._io_bytes[tokens] / (self.spec.host_io_bytes_per_s * self.spec.systems)
+
+    def batch_time(self, seqs) -> float:
+        """Streaming: time of one batch of samples of these token counts on one system."""
+        flops = self._flops[self._tokens(np.atleast_1d(seqs))].sum(axis=0)
+        return float(np.maximum(self._stream_s, flops / self.wafer_flops).sum())
+
+    # -- reporting -------------------------------------------------------------------------
+    def summary(self) -> dict[str, Any]:
+        return {
+            "mode": self.mode, "reason": self.reason,
+            "fits_pipelined": self.fits_pipelined, "fit": self.fit_note,
+            "samples_per_s": self.throughput, "latency_ms": self.latency_s * 1e3,
+            "latency_p90_ms": self.latency_p90_s * 1e3, "bound": self.bound,
+            "replicas_per_system": self.replicas, "systems": self.spec.systems,
+            "stream_batch": self.stream_batch if self.mode == "streaming" else None,
+            "precision": self.options.precision, "tokens": self.seq,
+            "skip_padding": self.options.skip_padding, "training": self.options.training,
+            "forward_gflop_per_sample": sum(s.flops for s in self.stages) / 1e9
+            / (TRAINING_FLOP_FACTOR if self.options.training else 1.0),
+        }
+
+    def to_json(self) -> dict[str, Any]:
+        return {**self.summary(), "stages": [
+            {"name": s.name, "cores": s.cores, "time_us": s.time_s * 1e6,
+             "sram_kb_per_core": s.sram_per_core / 1024, "gflop": s.flops / 1e9,
+             "params": s.params, "limit": s.limit} for s in self.stages]}
+
+    def text(self) -> str:
+        """The plan as a table: per stage the cores (or wafer share), time and SRAM used."""
+        o = self.options
+        lines = [self.arch.summary(),
+                 f"spec {self.spec.name}: {self.spec.title}, {self.spec.cores:,} cores x "
+                 f"{self.spec.systems} system(s), {o.precision}, "
+                 + (f"real lengths (mean {np.mean(o.lengths):.1f} of {self.seq} tokens)"
+                    if o.skip_padding and o.lengths else f"{self.seq} tokens")
+                 + (", training (3x forward FLOPs)" if o.training else ""),
+                 f"mode: {self.mode} -- {self.reason}"]
+        if self.mode == "pipelined":
+            lines.append(f"{'stage':22s} {'cores':>9s} {'us/sample':>10s} "
+                         f"{'SRAM KB/core':>12s} {'GFLOP':>9s} {'params':>12s}  limit")
+            for s in self.stages:
+                lines.append(f"{s.name:22s} {s.cores:9,.0f} {s.time_s * 1e6:10.2f} "
+                             f"{s.sram_per_core / 1024:12.2f} {s.flops / 1e9:9.3f} "
+                             f"{s.params:12,.0f}  {s.limit}")
+            used = sum(s.cores for s in self.stages) * self.replicas
+            lines.append(f"{self.replicas} replica(s) per system, {used:,.0f} of "
+                         f"{self.spec.cores:,} cores; host I/O {self.io_s * 1e6:.2f} "
+                         "us/sample per replica")
+        else:
+            lines.append(f"{'layer':22s} {'wafer %':>9s} {'us/batch':>10s} "
+                         f"{'SRAM KB/core':>12s} {'GFLOP':>9s} {'params':>12s}  limit")
+            for s in self.stages:
+                lines.append(f"{s.name:22s} {s.cores * 100:9.1f} {s.time_s * 1e6:10.2f} "
+                             f"{s.sram_per_core / 1024:12.3f} {s.flops / 1e9:9.3f} "
+                             f"{s.params:12,.0f}  {s.limit}")
+            lines.append(f"batch {self.stream_batch}; host I/O {self.io_s * 1e6:.2f} us/sample")
+        lines.append(f"throughput {self.throughput:,.1f} samples/s ({self.bound}); latency "
+                     f"{self.latency_s * 1e3:.3f} ms"
+                     + (f" (p90 {self.latency_p90_s * 1e3:.3f} ms)" if o.skip_padding else "")
+                     + f", of which host transfer overhead {self.delay_s * 1e3:.3f} ms")
+        if not self.fits_pipelined:
+            lines.append(f"pipelined does not fit: {self.fit_note}")
+        return "\n".join(lines) + "\n"
+
+
+def plan(arch: Architecture, spec: WaferSpec, options: PlanOptions = PlanOptions()) -> Plan:
+    """Plan ``arch`` on ``spec``: mode (auto, or forced), stages, throughput and latency."""
+    seq = int(options.seq or arch.seq)
+    if arch.family not in ("transformer", "generic") or arch.decode_context:
+        seq = int(arch.seq)  # no token axis to pad or skip
+    vb = BYTES_PER_VALUE[options.precision]
+    costs = layer_costs(arch, seq, vb)
+    n = len(costs)
+    result = Plan(arch, spec, options, seq=seq,
+                  _flops=np.full((seq + 1, n), np.nan), _out_bytes=np.full((seq + 1, n), np.nan),
+                  _io_bytes=np.full(seq + 1, np.nan))
+    result._fill(seq)
+    lengths = np.asarray(options.lengths if options.skip_padding and options.lengths
+                         else [seq], np.int64).clip(1, seq)
+    param_bytes = TRAINING_BYTES_PER_PARAM if options.training else vb
+    fits, fit_note, pipe = _pipelined(costs, result._flops[seq], param_bytes, spec,
+                                      options.precision)
+    params = arch.param_count()
+    limit = spec.pipeline_param_limit
+    if options.mode == "auto":
+        if params > limit:
+            mode, reason = "streaming", (f"{params / 1e9:.2f}B parameters exceed the ~"
+                                         f"{limit / 1e9:g}B layer-pipelined limit (published)")
+        elif not fits:
+            mode, reason = "streaming", f"does not fit in SRAM layer pipelined: {fit_note}"
+        else:
+            mode, reason = "pipelined", (f"{params / 1e6:,.1f}M parameters (limit "
+                                         f"{limit / 1e9:g}B) and {fit_note}")
+    elif options.mode == "pipelined":
+        if not fits:
+            raise BackendError(f"{arch.name} cannot run layer pipelined on {spec.name}: "
+                               f"{fit_note}; use mode=auto or mode=streaming")
+        mode, reason = "pipelined", f"forced (mode=pipelined); {fit_note}"
+    else:
+        mode, reason = "streaming", "forced (mode=streaming)"
+    result.mode, result.reason, result.fits_pipelined, result.fit_note = \
+        mode, reason, fits, fit_note
+    result._stream_s = np.array([c.params * vb * (2 if options.training else 1)
+                                 for c in costs]) / spec.stream_bytes_per_s
+    result.delay_s = 2 * spec.host_transfer_overhead_us * 1e-6
+    if mode == "pipelined":
+        _finish_pipelined(result, costs, pipe, lengths)
+    else:
+        _finish_streaming(result, costs, lengths, vb)
+    return result
+
+
+def _pipelined(costs: list[LayerCost], flops: np.ndarray, param_bytes: float,
+               spec: WaferSpec, precision: str):
+    """Cores per stage of one replica and the replica count, or why one does not fit."""
+    per_core = spec.sram_bytes_per_core
+    need = np.array([c.params * param_bytes + c.act_bytes for c in costs])
+    minimum = np.maximum(1, np.ceil(need / per_core))
+    split = np.ceil(np.array([max(c.params, 1.0) for c in costs]) / spec.min_params_per_core)
+    cap = np.where(flops > 0, np.maximum(minimum, split), minimum)
+    total = spec.cores
+    note = (f"{need.sum() / 1e9:.2f} GB of SRAM for weights and activations, "
+            f"{total * per_core / 1e9:.2f} GB usable")
+    if minimum.sum() > total:
+        return False, note, None
+    if not costs:  # nothing on the wafer but host I/O
+        return True, note, (minimum, need, 1, minimum, cap)
+    f = spec.core_flops(precision)
+    busy = flops > 0
+
+    def allocate(replicas: int) -> np.ndarray:
+        """Water-filling: the smallest slowest-stage time this replica's cores allow."""
+        budget = total // replicas
+        if not busy.any():
+            return minimum
+
+        def cores_at(t: float) -> np.ndarray:
+            return np.clip(np.ceil(flops / (f * t)), minimum, cap)
+
+        lo = flops.sum() / (f * budget) * 0.5
+        hi = float((flops[busy] / (f * minimum[busy])).max()) * 2.0
+        while hi / lo > 1 + 1e-9:
+            mid = math.sqrt(lo * hi)
+            if cores_at(mid).sum() <= budget:
+                hi = mid
+            else:
+                lo = mid
+        return cores_at(hi)
+
+    # As many whole replicas as fit at the split limit, or one more (each then a little
+    # short of it): whichever gives the higher throughput.
+    best = None
+    fewest = max(1, int(total // cap.sum()))
+    for replicas in (fewest, fewest + 1):
+        if replicas * minimum.sum() > total:
+            continue
+        cores = allocate(replicas)
+        slowest = float((flops / (f * cores)).max()) if busy.any() else 1.0
+        if best is None or replicas / slowest > best[0] * (1 + 1e-9):
+            best = (replicas / slowest, replicas, cores)
+    _, replicas, cores = best
+    return True, note, (cores, need, replicas, minimum, cap)
+
+
+def _finish_pipelined(result: Plan, costs: list[LayerCost], pipe, lengths: np.ndarray) -> None:
+    spec, seq = result.spec, result.seq
+    cores, need, replicas, minimum, cap = pipe
+    result.replicas = replicas
+    result._cores = cores
+    times = result.stage_times(seq)
+    stages = []
+    for i, c in enumerate(costs):
+        flops = result._flops[seq][i]
+        compute = flops / (cores[i] * result.core_flops)
+        fabric = result._out_bytes[seq][i] / spec.fabric_bytes_per_s
+        limit = "compute" if compute >= fabric else "fabric"
+        if flops == 0:
+            limit = "memory"
+        elif cores[i] >= cap[i] > minimum[i]:
+            limit += " (split limit)"
+        elif cores[i] <= minimum[i]:
+            limit += " (SRAM minimum)"
+        stages.append(StagePlan(c.name, float(flops), c.params, float(cores[i]),
+                                float(times[i + 1]), float(need[i] / cores[i]), limit))
+    result.stages = stages
+    result.delay_s += cores.sum() / spec.grid_y * spec.hop_s  # the columns a sample crosses
+    result.io_s = float(times[0])
+    per_sample = result.stage_times(lengths)  # [samples, 1 + stages]
+    mean = per_sample.mean(axis=0)
+    slowest = int(np.argmax(mean))
+    result.throughput = replicas * spec.systems / float(mean[slowest])
+    result.bound = ("host I/O" if slowest == 0 else
+                    f"slowest stage {stages[slowest - 1].name}: {stages[slowest - 1].limit}")
+    fill = per_sample.sum(axis=1) + result.delay_s
+    result.latency_s = float(np.percentile(fill, 50))
+    result.latency_p90_s = float(np.percentile(fill, 90))
+
+
+def _finish_streaming(result: Plan, costs: list[LayerCost], lengths: np.ndarray,
+                      vb: float) -> None:
+    spec, seq = result.spec, result.seq
+    stream = result._stream_s
+    per_sample = result._flops[seq] / result.wafer_flops
+    busy = per_sample > 0
+    sram = spec.cores * spec.sram_bytes_per_core
+    weights = np.array([c.params * vb for c in costs])
+    acts = max(c.act_bytes for c in costs)
+    room = sram - 2 * weights.max()  # a layer's weights double-buffered while it streams
+    most = int(room // acts) if acts > 0 else 1 << 20
+    if most < 1:
+        raise BackendError(f"{result.arch.name} cannot run on {spec.name} in either mode: one "
+                           f"sample's activations ({acts / 1e9:.2f} GB) and a layer's weights "
+                           f"do not fit in {sram / 1e9:.2f} GB of usable SRAM")
+    amortise = int(np.ceil((stream[busy] / per_sample[busy]).max())) if busy.any() else 1
+    batch = result.options.stream_batch or max(1, min(amortise, most))
+    result.stream_batch = batch
+    total = result.batch_time(np.full(batch, seq))
+    rows = []
+    for i, c in enumerate(costs):
+        compute = batch * per_sample[i]
+        t = max(stream[i], compute)
+        rows.append(StagePlan(c.name, float(result._flops[seq][i]), c.params,
+                              t / total if total else 0.0, t,
+                              (2 * weights[i] + batch * c.act_bytes) / spec.cores,
+                              "stream" if stream[i] > compute else "compute"))
+    result.stages = rows
+    result.io_s = float(np.mean(result.io_time(lengths)))
+    if len(lengths) > 1:  # skip_padding: a batch of the mean work
+        flops = result._flops[lengths].mean(axis=0) * batch
+        total = float(np.maximum(stream, flops / result.wafer_flops).sum())
+    compute_rate = batch / total * spec.systems
+    io_rate = 1.0 / result.io_s
+    result.throughput = min(compute_rate, io_rate)
+    streamed = sum(1 for r in rows if r.limit == "stream")
+    result.bound = ("host I/O" if io_rate < compute_rate else
+                    f"batch of {batch}: {streamed} of {len(rows)} layers stream-bound")
+    alone = {int(s): result.batch_time(np.array([s])) for s in np.unique(lengths)}
+    fill = np.array([alone[int(s)] for s in lengths]) + result.io_time(lengths) + result.delay_s
+    result.latency_s = float(np.percentile(fill, 50))
+    result.latency_p90_s = float(np.percentile(fill, 90))

@@ -1,0 +1,314 @@
+"""``--backend wafer``: real answers, timed as a wafer-scale engine (Cerebras-class).
+
+Answers come from another backend, the *numerics* backend (ONNX Runtime by default; option
+``numerics``), computed while LoadGen loads samples (untimed) or taken from a logits cache
+on disk. Each call is released at the time a performance model of the wafer says it would
+finish: a discrete-event model of the device (pipelines or weight-streaming batches, a
+queue) gives each call's completion from its arrival, and one timer thread completes it on
+the wall clock then, with many calls in flight. So LoadGen's own logs -- samples/s, latency
+percentiles, VALID/INVALID, early stopping -- describe the simulated machine.
+
+``numerics=none`` runs timing only: every answer is empty (no span is ever valid), and
+``describe()`` (settings.json) says the run is not valid for accuracy or compliance. See
+docs/wafer.md for the model, its calibration and its assumptions.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from concurrent.futures import Future
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from backends import load_backend
+from backends.base import Backend, BackendError, BackendSettings, FeatureBatch
+from backends.wafer import numerics as bank_mod
+from backends.wafer.device import make_device
+from backends.wafer.engine import Engine
+from backends.wafer.plan import MODES, Plan, PlanOptions, plan
+from backends.wafer.shapes import Architecture, from_model, named
+from backends.wafer.spec import DEFAULT_SPEC, PRECISIONS, PRESETS, WaferSpec, load_spec
+
+MODEL_VERSION = "wafer-model 1"
+SPEC_PREFIX = "spec."
+NUMERICS_PREFIX = "numerics."
+NO_NUMERICS = "none"
+DEFAULT_CACHE = Path(__file__).resolve().parents[1] / "models" / "store" / "wafer-logits"
+DEFAULT_IN_FLIGHT = 4096
+EMPTY_NOTE = ("empty answers (numerics=none): timing only, not valid for accuracy or "
+              "compliance")
+
+
+class WaferBackend(Backend):
+    """Real answers from a numerics backend, released at modelled wafer times."""
+
+    name = "wafer"
+    known_options = {
+        "spec": f"wafer preset ({', '.join(PRESETS)}) or a TOML spec file (default "
+                f"{DEFAULT_SPEC}); override any field with spec.FIELD=VALUE",
+        "numerics": "backend that computes the answers (default onnxruntime; none: timing "
+                    "only, empty answers); numerics.KEY=VALUE passes options to it",
+        "mode": f"execution mode: {', '.join(MODES)} (default auto: pipelined when the "
+                "weights fit, else weight streaming)",
+        "skip_padding": "on: time each sample at its real token count (default off: padded, "
+                        "as Cerebras runs eval)",
+        "precision": f"arithmetic timed: {', '.join(PRECISIONS)} (default fp16)",
+        "arch": "time this named architecture (e.g. bert-large) instead of the model's shapes",
+        "seq": "padded token count timed (default: 384, the SQuAD features' length)",
+        "stream_batch": "most samples per weight-streaming batch (default: the batch that "
+                        "amortises the weight stream)",
+        "cache_dir": f"logits cache folder (default {DEFAULT_CACHE}; off: no disk cache)",
+        "in_flight": f"calls outstanding at once (default {DEFAULT_IN_FLIGHT})",
+        "numerics_batch": "rows per numerics call while staging (default 8)",
+    }
+    option_prefixes = (SPEC_PREFIX, NUMERICS_PREFIX)
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        options = self.settings.options
+        self._numerics_name = str(options.get("numerics", "onnxruntime"))
+        if self._numerics_name == self.name:
+            raise BackendError("the wafer backend cannot use itself for its numerics")
+        overrides = {k[len(SPEC_PREFIX):]: v for k, v in options.items()
+                     if k.startswith(SPEC_PREFIX)}
+        self.spec: WaferSpec = load_spec(options.get("spec", DEFAULT_SPEC), overrides)
+        self._skip_padding = _switch(options.get("skip_padding", "off"), "skip_padding")
+        self._options = PlanOptions(
+            mode=str(options.get("mode", "auto")),
+            precision=str(options.get("precision", "fp16")),
+            seq=_whole(options, "seq", 384),
+            skip_padding=self._skip_padding,
+            stream_batch=_whole(options, "stream_batch", None),
+        )
+        self._in_flight = _whole(options, "in_flight", DEFAULT_IN_FLIGHT)
+        self._numerics_batch = _whole(options, "numerics_batch", 8)
+        cache = options.get("cache_dir", str(DEFAULT_CACHE))
+        self._cache_root = None if str(cache) == "off" else Path(str(cache))
+        self.arch: Architecture | None = None
+        self.plan: Plan | None = None
+        self._numerics: Backend | None = None
+        self._engine: Engine | None = None
+        self._bank = bank_mod.LogitsBank()
+        self._disk: bank_mod.DiskCache | None = None
+        self._on_disk: set[int] = set()
+        self._model_path: Path | None = None
+        self._stage_error: BaseException | None = None
+        self._staged = {"rows": 0, "computed": 0, "from_cache": 0, "seconds": 0.0}
+        self._computed_in_timed_phase = 0
+
+    # -- lifecycle ---------------------------------------------------------------------
+    def version(self) -> str:
+        if self._numerics is not None:
+            return f"{MODEL_VERSION}; numerics {self._numerics.name} {self._numerics.version()}"
+        return MODEL_VERSION
+
+    @property
+    def real_answers(self) -> bool:
+        return self._numerics_name != NO_NUMERICS
+
+    def load(self, model_path: Path | None) -> None:
+        """Read the model's shapes, plan it on the spec, load the numerics backend, start
+        the device and its timer."""
+        self.close()
+        self._bank, self._disk, self._on_disk = bank_mod.LogitsBank(), None, set()
+        self._stage_error = None
+        arch_name = self.settings.options.get("arch")
+        if arch_name is not None:
+            self.arch = named(str(arch_name))
+        elif model_path is None:
+            raise BackendError("wafer backend: no model to read layer shapes from; give a "
+                               "model or name an architecture (arch=bert-large)")
+        else:
+            self.arch = from_model(Path(model_path))
+        self.plan = plan(self.arch, self.spec, self._options)
+        if self._skip_padding:
+            self.plan.prepare()
+        if self.real_answers:
+            if model_path is None and self._numerics_name != "null":
+                raise BackendError(f"wafer backend: numerics={self._numerics_name} needs a "
+                                   "model file (or numerics=none for timing only)")
+            inner = {k[len(NUMERICS_PREFIX):]: v for k, v in self.settings.options.items()
+                     if k.startswith(NUMERICS_PREFIX)}
+            settings = BackendSettings(self.settings.intra_op_threads,
+                                       self.settings.inter_op_threads, self.settings.device,
+                                       inner)
+            self._model_path = Path(model_path) if model_path is not None else None
+            self._numerics = load_backend(self._numerics_name, self._model_path, settings)
+        else:
+            print(f"note: wafer backend: {EMPTY_NOTE}", file=sys.stderr)
+        self._engine = Engine(make_device(self.plan, self._skip_padding))
+
+    def close(self) -> None:
+        if self._engine is not None:
+            self._engine.close()
+            self._engine = None
+        if self._numerics is not None:
+            self._numerics.close()
+            self._numerics = None
+
+    def max_in_flight(self) -> int:
+        return self._in_flight
+
+    # -- numerics ------------------------------------------------------------------------
+    def _cache(self) -> bank_mod.DiskCache | None:
+        if self._cache_root is None or self._numerics is None or \
+                self._numerics_name == "null":  # nothing to gain from caching instant logits
+            return None
+        if self._disk is None:
+            identity = {
+                "model_digest": bank_mod.model_digest(self._model_path),
+                "model": str(self._model_path), "numerics": self._numerics_name,
+                "numerics_options": {k: v for k, v in self.settings.options.items()
+                                     if k.startswith(NUMERICS_PREFIX)},
+                "device": self.settings.device, "layout": "real-length rows v1",
+            }
+            self._disk = bank_mod.DiskCache(self._cache_root, identity)
+            before = len(self._bank)
+            self._disk.load_into(self._bank)
+            self._on_disk = set(self._bank.index) if len(self._bank) > before else set()
+        return self._disk
+
+    def stage(self, batch: FeatureBatch) -> None:
+        """Compute the answers of the samples LoadGen loads (untimed), or find them cached.
+        A failure here is reported by the next prediction (LoadGen's loading thread must
+        not raise)."""
+        if not self.real_answers or self._numerics is None:
+            return
+        started = time.perf_counter()
+        try:
+            disk = self._cache()
+            keys, lengths = bank_mod.fingerprints(batch)
+            rows = self._bank.find(keys, lengths)
+            missing = np.flatnonzero(rows < 0)
+            if len(missing):
+                part = FeatureBatch(*(a[missing] for a in batch.arrays()))
+                starts, ends = bank_mod.compute(self._numerics, part, lengths[missing],
+                                                self._numerics_batch)
+                self._bank.add(keys[missing], lengths[missing], starts, ends)
+            unique = np.unique(keys)
+            new = np.array([k for k in unique.tolist() if k not in self._on_disk], np.int64)
+            if disk is not None and len(new):
+                try:
+                    disk.save(self._bank.export(new))
+                    self._on_disk.update(new.tolist())
+                except OSError as exc:
+                    print(f"warning: wafer backend: cannot write the logits cache "
+                          f"({exc}); continuing without it", file=sys.stderr)
+            self._staged["rows"] += len(keys)
+            self._staged["computed"] += len(missing)
+            self._staged["from_cache"] += len(keys) - len(missing)
+        except BaseException as exc:  # noqa: BLE001 - reported at the next call
+            self._stage_error = exc
+        self._staged["seconds"] += time.perf_counter() - started
+
+    def _answers(self, batch: FeatureBatch) -> tuple[np.ndarray, np.ndarray]:
+        width = batch.input_ids.shape[1]
+        if not self.real_answers:
+            return empty_logits(batch)
+        keys, lengths = bank_mod.fingerprints(batch)
+        rows = self._bank.find(keys, lengths)
+        missing = np.flatnonzero(rows < 0)
+        if len(missing):  # not staged (the warm-up, a direct call): computed now
+            part = FeatureBatch(*(a[missing] for a in batch.arrays()))
+            starts, ends = bank_mod.compute(self._numerics, part, lengths[missing],
+                                            self._numerics_batch, progress=False)
+            self._bank.add(keys[missing], lengths[missing], starts, ends)
+            self._computed_in_timed_phase += len(missing)
+            rows = self._bank.find(keys, lengths)
+        return self._bank.gather(rows, width)
+
+    # -- predictions -----------------------------------------------------------------------
+    def predict_async(self, batch: FeatureBatch) -> Future:
+        """The answers now (computed ahead), released at the modelled completion time."""
+        arrival = time.monotonic()
+        engine = self._engine
+        if engine is None or self.plan is None:
+            raise BackendError("wafer backend: call load() before predict()")
+        if self._stage_error is not None:
+            exc = self._stage_error
+            raise BackendError(f"wafer backend: computing the answers while LoadGen loaded "
+                               f"samples failed: {type(exc).__name__}: {exc}") from exc
+        ids, mask, _ = batch.arrays()
+        lengths = np.asarray(mask, bool).sum(axis=1)
+        result = self._answers(batch)
+        return engine.submit(lengths if self._skip_padding else np.full(len(ids), 0),
+                             result, arrival)
+
+    def predict(self, batch: FeatureBatch) -> tuple[np.ndarray, np.ndarray]:
+        return self.predict_async(batch).result()
+
+    # -- records -------------------------------------------------------------------------
+    def timing_stats(self) -> dict[str, Any]:
+        """How the run went: releases, their lateness, numerics computed in the timed phase."""
+        stats = self._engine.stats() if self._engine is not None else {}
+        return {**stats, "staged": dict(self._staged),
+                "computed_in_timed_phase": self._computed_in_timed_phase}
+
+    def describe(self) -> dict[str, Any]:
+        info = super().describe()
+        p = self.plan
+        info.update(
+            spec=self.spec.to_json(),
+            model=self.arch.to_json() if self.arch is not None else None,
+            mode=p.mode if p else None,
+            mode_reason=p.reason if p else None,
+            plan=p.to_json() if p else None,
+            numerics={
+                "backend": self._numerics_name,
+                "answers": ("real: the numerics backend's logits, computed while LoadGen "
+                            "loads samples (untimed) or read from the logits cache")
+                if self.real_answers else EMPTY_NOTE,
+                "valid_for_accuracy": self.real_answers,
+                "inner": self._numerics.describe() if self._numerics is not None else None,
+                "cache": (str(self._cache_root) if self._cache_root is not None and
+                          self.real_answers else "off"),
+            },
+            timing={
+                "released_at": "modelled completion times, by one timer thread (wall clock)",
+                "skip_padding": self._skip_padding,
+                "plan_tokens": ("the plan's figures are at the padded length; the run times "
+                                "each feature at its real length (plan those with "
+                                "`python -m harness wafer plan --skip-padding`)")
+                if self._skip_padding else "every feature timed padded",
+                "in_flight": self._in_flight,
+            },
+        )
+        return info
+
+
+def empty_logits(batch: FeatureBatch) -> tuple[np.ndarray, np.ndarray]:
+    """Logits that answer nothing: the best starts are the question, padding and the latest
+    context tokens, the best ends the question, padding and the earliest context tokens, so
+    no candidate span ends after it starts (the answer is "empty")."""
+    _, mask, segments = batch.arrays()
+    count, width = mask.shape
+    context = (np.asarray(segments) == 1) & (np.asarray(mask) == 1)
+    ramp = np.broadcast_to(np.arange(width, dtype=np.float32) / (width + 1), (count, width))
+    start = np.where(context, ramp - 1.0, 1.0).astype(np.float32)
+    end = np.where(context, -ramp - 1.0, 1.0).astype(np.float32)
+    return np.ascontiguousarray(start), np.ascontiguousarray(end)
+
+
+def _switch(value: Any, name: str) -> bool:
+    text = str(value).lower()
+    if text in ("on", "1", "true", "yes"):
+        return True
+    if text in ("off", "0", "false", "no"):
+        return False
+    raise BackendError(f"wafer backend: {name} must be on or off, got {value!r}")
+
+
+def _whole(options: dict[str, Any], name: str, default: int | None) -> int | None:
+    value = options.get(name, default)
+    if value is None:
+        return None
+    try:
+        number = int(value)
+    except (TypeError, ValueError):
+        number = 0
+    if number < 1:
+        raise BackendError(f"wafer backend: {name} must be a whole number >= 1, got {value!r}")
+    return number
