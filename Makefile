@@ -12,6 +12,7 @@ MAX_EXAMPLES ?=
 MIRROR      ?= ../shared/squad
 SYSTEM      ?=
 ARGS        ?=
+SWEEP       ?= sweeps/server-ort.toml
 
 # Values are quoted for the shell: a MODEL or MIRROR path or a SYSTEM name may hold spaces.
 q = '$(subst ','"'"',$(1))'
@@ -22,7 +23,7 @@ RUN_FLAGS = --scenario $(call q,$(SCENARIO)) --backend $(call q,$(BACKEND)) \
 	$(if $(MAX_EXAMPLES),--max-examples $(call q,$(MAX_EXAMPLES))) \
 	$(if $(SYSTEM),--system $(call q,$(SYSTEM))) $(ARGS)
 
-.PHONY: help install data model run accuracy agree test test-fast lint bench bench-offline bench-backends clean
+.PHONY: help install data model run accuracy agree sweep compare test test-fast lint bench bench-offline bench-backends clean
 
 help: ## list targets and variables
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
@@ -30,6 +31,7 @@ help: ## list targets and variables
 	@echo "           BACKEND=$(BACKEND) MODEL=$(MODEL) BATCH=$(or $(BATCH),auto) THREADS=$(THREADS)"
 	@echo "           SHORT=$(SHORT) (1: 10 s short run, INVALID for submissions; 0: MLPerf rules)"
 	@echo "           MAX_EXAMPLES=N (first N questions) MIRROR=$(MIRROR) SYSTEM=name ARGS=..."
+	@echo "           SWEEP=$(SWEEP) (make sweep; ARGS=--find-peak) A=... B=... (make compare)"
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON_BOOT) -m venv $(VENV)
@@ -54,6 +56,12 @@ accuracy: install ## LoadGen accuracy run + EM/F1: make accuracy MAX_EXAMPLES=28
 agree: install ## every backend on the same features: logits, answers, F1 (MODEL=a,b)
 	$(PY) -m harness agree --model $(call q,$(MODEL)) --mirror $(call q,$(MIRROR)) \
 		$(if $(MAX_EXAMPLES),--max-examples $(call q,$(MAX_EXAMPLES))) $(ARGS)
+
+sweep: install ## run a sweep file's points, table + plots + report: make sweep SWEEP=sweeps/x.toml
+	$(PY) -m harness sweep $(call q,$(SWEEP)) --mirror $(call q,$(MIRROR)) $(ARGS)
+
+compare: install ## every figure of two runs or sweeps: make compare A=folder B=folder
+	$(PY) -m harness compare $(call q,$(A)) $(call q,$(B))
 
 test: install ## run the test suite (what CI runs)
 	$(PY) -m pytest -q

@@ -1,4 +1,4 @@
-"""Command line: ``python -m harness {run,accuracy,data,model,score,list,agree}``."""
+"""Command line: ``python -m harness {run,accuracy,data,model,score,list,agree,sweep,compare}``."""
 
 from __future__ import annotations
 
@@ -111,6 +111,9 @@ def _run_parser(sub, name: str, help_text: str) -> None:
     parser.add_argument("--batch-wait-ms", type=float, default=None, metavar="MS",
                         help="most time a partial batch waits for more queries (default: "
                         "5%% of the Server latency bound when --batch-size > 1, else 0)")
+    parser.add_argument("--keep-trace", action="store_true",
+                        help="keep LoadGen's mlperf_log_trace.json (every sample's latency; "
+                        "large, and slows a fast run)")
     parser.add_argument("--threads", type=int, default=0,
                         help="intra-op threads, 0 = framework default")
     parser.add_argument("--inter-threads", type=int, default=0, help="inter-op threads")
@@ -184,6 +187,92 @@ def _cmd_agree(args: argparse.Namespace) -> int:
     return 0 if report.ok else 1
 
 
+# ---- sweeps and comparisons (harness.sweep) ------------------------------------------------
+
+
+def _sweep_parser(sub) -> None:
+    """``sweep``: many runs from one TOML file (see docs/sweeps.md)."""
+    text = "run a sweep file's points, each as its own LoadGen run; table, plots, report"
+    parser = sub.add_parser("sweep", help=text, description=text)
+    parser.add_argument("sweep", type=_cli_path, help="sweep file (TOML), e.g. sweeps/*.toml")
+    parser.add_argument("--find-peak", action="store_true",
+                        help="Server: search the highest VALID target QPS ([peak] in the "
+                        "file); Offline: the best batch size and threads")
+    parser.add_argument("--peak-method", choices=("bisect", "loadgen"), default=None,
+                        help="bisect: one run a probe (default); loadgen: LoadGen's own "
+                        "FindPeakPerformance mode in one run")
+    parser.add_argument("--results-dir", type=_cli_path, default=DEFAULT_RESULTS / "sweeps",
+                        help="where sweeps are kept, one folder each (default: %(default)s)")
+    parser.add_argument("--list", action="store_true",
+                        help="list the points and whether each is done; run nothing")
+    parser.add_argument("--no-distribution", action="store_true",
+                        help="skip the extra run that records per-sample latencies")
+    parser.add_argument("--rerun", action="store_true",
+                        help="run finished points again (earlier runs move to each point's "
+                        "history/); default: skip them")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    _data_arguments(parser)
+
+
+def _sweep_data_flags(args: argparse.Namespace) -> tuple[str, ...]:
+    """The data flags every point's run gets from the sweep's command line."""
+    flags = ["--data-dir", str(args.data_dir), "--cache-dir", str(args.cache_dir)]
+    for mirror in args.mirror or ():
+        flags += ["--mirror", str(mirror)]
+    if args.no_download:
+        flags.append("--no-download")
+    return tuple(flags)
+
+
+def _cmd_sweep(args: argparse.Namespace) -> int:
+    """Run ``sweep``; exit status 1 when a point failed (re-running retries it)."""
+    import dataclasses
+
+    from harness.sweep import engine
+    from harness.sweep.spec import load_sweep
+
+    spec = load_sweep(args.sweep)
+    if args.max_examples is not None:
+        spec = dataclasses.replace(spec, base={**spec.base, "max_examples": args.max_examples})
+    options = engine.SweepOptions(
+        find_peak=args.find_peak, peak_method=args.peak_method, results_dir=args.results_dir,
+        extra_args=_sweep_data_flags(args), progress=not args.no_progress,
+        distribution=not args.no_distribution, rerun=args.rerun,
+        command=("python", "-m", "harness", *sys.argv[1:]),
+    )
+    if args.list:
+        for state in engine.point_states(spec, options):
+            print(f"{state.status:8s} {state.point.label}  {state.folder}")
+        return 0
+    outcome = engine.run_sweep(spec, options)
+    print(outcome.headline)
+    for note in outcome.notes:
+        print(f"note: {note}")
+    print(f"table: {outcome.csv}")
+    print(f"report: {outcome.report}")
+    if outcome.failed:
+        print(f"{outcome.failed} point(s) did not finish; run the same command again to retry "
+              "them (finished points are kept)", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _compare_parser(sub) -> None:
+    text = "the change in every figure between two runs or two sweeps"
+    parser = sub.add_parser("compare", help=text, description=text)
+    parser.add_argument("a", type=_cli_path, help="run folder, sweep folder or sweep file")
+    parser.add_argument("b", type=_cli_path, help="the same kind as A")
+    parser.add_argument("--results-dir", type=_cli_path, default=DEFAULT_RESULTS / "sweeps",
+                        help="where sweep files' results are (default: %(default)s)")
+
+
+def _cmd_compare(args: argparse.Namespace) -> int:
+    from harness.sweep.compare import compare
+
+    print(compare(args.a, args.b, args.results_dir), end="")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m harness",
@@ -205,6 +294,8 @@ def build_parser() -> argparse.ArgumentParser:
     score.add_argument("--precision", choices=("fp32", "int8"), default="fp32")
     _data_arguments(score)
     _agree_parser(sub)
+    _sweep_parser(sub)
+    _compare_parser(sub)
     sub.add_parser("list", help="list backends and catalog models")
     return parser
 
@@ -231,6 +322,7 @@ def _cmd_run(args: argparse.Namespace, mode: str) -> int:
         seq_bucket=args.seq_bucket or None,
         sort_by_length=not args.no_sort,
         batch_wait_ms=args.batch_wait_ms,
+        keep_trace=args.keep_trace,
     )
     outcome = execute(config)
     print("\n".join(outcome.loadgen.summary_lines()))
@@ -312,6 +404,8 @@ def main(argv: list[str] | None = None) -> int:
         "score": _cmd_score,
         "list": _cmd_list,
         "agree": _cmd_agree,
+        "sweep": _cmd_sweep,
+        "compare": _cmd_compare,
     }
     try:
         if args.command != "list":

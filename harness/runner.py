@@ -86,6 +86,9 @@ class RunConfig:
     seq_bucket: int | None = 1
     sort_by_length: bool = True
     batch_wait_ms: float | None = None
+    # keep LoadGen's trace (mlperf_log_trace.json: every sample's latency); large and slows a
+    # fast run, so off unless asked for (a sweep's latency-distribution point asks)
+    keep_trace: bool = False
 
     @property
     def batch(self) -> int:
@@ -127,13 +130,13 @@ class RunOutcome:
     accuracy: Any | None = None
 
 
-def _log_settings(outdir: Path):
+def _log_settings(outdir: Path, keep_trace: bool = False):
     import mlperf_loadgen as lg
 
     log_settings = lg.LogSettings()
     log_settings.log_output.outdir = str(outdir)
     log_settings.log_output.copy_summary_to_stdout = False
-    log_settings.enable_trace = False  # the trace is large and slows the run
+    log_settings.enable_trace = keep_trace  # the trace is large and slows the run
     return log_settings
 
 
@@ -317,7 +320,8 @@ def _start_test(backend, features, config: RunConfig, test_settings, limits: Run
     qsl_handle = qsl.construct()
     started = time.monotonic()
     try:
-        signum = run_test(sut, sut_handle, qsl_handle, test_settings, _log_settings(outdir))
+        signum = run_test(sut, sut_handle, qsl_handle, test_settings,
+                          _log_settings(outdir, config.keep_trace))
     except ForcedStop:
         raise  # LoadGen still holds the handles: leave them
     except BaseException:
