@@ -12,6 +12,8 @@ MAX_EXAMPLES ?=
 MIRROR      ?= ../shared/squad
 SYSTEM      ?=
 ARGS        ?=
+SCENARIOS   ?=
+BENCHMARK   ?= bert-99
 SWEEP       ?= sweeps/server-ort.toml
 
 # Values are quoted for the shell: a MODEL or MIRROR path or a SYSTEM name may hold spaces.
@@ -23,7 +25,7 @@ RUN_FLAGS = --scenario $(call q,$(SCENARIO)) --backend $(call q,$(BACKEND)) \
 	$(if $(MAX_EXAMPLES),--max-examples $(call q,$(MAX_EXAMPLES))) \
 	$(if $(SYSTEM),--system $(call q,$(SYSTEM))) $(ARGS)
 
-.PHONY: help install data model run accuracy agree sweep compare test test-fast lint bench bench-offline bench-backends clean
+.PHONY: help install data model run accuracy agree sweep compare submission test test-fast lint bench bench-offline bench-backends clean
 
 help: ## list targets and variables
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
@@ -31,6 +33,7 @@ help: ## list targets and variables
 	@echo "           BACKEND=$(BACKEND) MODEL=$(MODEL) BATCH=$(or $(BATCH),auto) THREADS=$(THREADS)"
 	@echo "           SHORT=$(SHORT) (1: 10 s short run, INVALID for submissions; 0: MLPerf rules)"
 	@echo "           MAX_EXAMPLES=N (first N questions) MIRROR=$(MIRROR) SYSTEM=name ARGS=..."
+	@echo "           BENCHMARK=$(BENCHMARK) SCENARIOS=$(or $(SCENARIOS),required) (make submission)"
 	@echo "           SWEEP=$(SWEEP) (make sweep; ARGS=--find-peak) A=... B=... (make compare)"
 
 $(VENV)/.installed: pyproject.toml
@@ -62,6 +65,14 @@ sweep: install ## run a sweep file's points, table + plots + report: make sweep 
 
 compare: install ## every figure of two runs or sweeps: make compare A=folder B=folder
 	$(PY) -m harness compare $(call q,$(A)) $(call q,$(B))
+
+submission: install ## MLPerf v1.0 tree in submission/ (runs what is missing, TEST01/05), then check it
+	$(PY) -m harness submission --benchmark $(call q,$(BENCHMARK)) --backend $(call q,$(BACKEND)) \
+		--model $(call q,$(MODEL)) $(if $(BATCH),--batch-size $(call q,$(BATCH))) \
+		--threads $(call q,$(THREADS)) --mirror $(call q,$(MIRROR)) \
+		$(if $(filter 1,$(SHORT)),--short) $(if $(SCENARIOS),--scenarios $(call q,$(SCENARIOS))) \
+		$(if $(MAX_EXAMPLES),--max-examples $(call q,$(MAX_EXAMPLES))) \
+		$(if $(SYSTEM),--system $(call q,$(SYSTEM))) $(ARGS)
 
 test: install ## run the test suite (what CI runs)
 	$(PY) -m pytest -q

@@ -1,4 +1,5 @@
-"""Command line: ``python -m harness {run,accuracy,data,model,score,list,agree,sweep,compare}``."""
+"""Command line: ``python -m harness {run,accuracy,data,model,score,list,agree,sweep,compare,
+compliance,submission,check}``."""
 
 from __future__ import annotations
 
@@ -20,6 +21,7 @@ from backends.base import DEVICES
 from harness import agreement
 from harness.errors import ConfigError, HarnessError, HarnessWarning
 from harness.files import PROJECT_ROOT
+from harness.loadgen import rules as run_rules
 from harness.loadgen.driver import ForcedStop, RunInterrupted
 from harness.loadgen.results import DEFAULT_RESULTS
 from harness.loadgen.settings import SCENARIOS
@@ -90,11 +92,21 @@ def _parse_options(pairs: list[str]) -> dict:
     return options
 
 
-def _run_parser(sub, name: str, help_text: str) -> None:
+def _run_parser(sub, name: str, help_text: str) -> argparse.ArgumentParser:
     parser = sub.add_parser(name, help=help_text, description=help_text)
-    parser.add_argument("--scenario", choices=SCENARIOS, default="Offline")
+    if name != "submission":  # a submission names its scenarios (--scenarios)
+        parser.add_argument("--scenario", choices=SCENARIOS, default="Offline")
     if name == "run":
         parser.add_argument("--mode", choices=("performance", "accuracy"), default="performance")
+        parser.add_argument("--audit", choices=tuple(run_rules.AUDITS), default=None,
+                            help="run a compliance test's LoadGen settings (results go to "
+                            "<results>/compliance/<TEST>/; `compliance` also verifies them)")
+    submitting = name in ("submission", "compliance")
+    parser.add_argument("--rules", choices=run_rules.RULES,
+                        default=run_rules.V1_0 if submitting else run_rules.LOADGEN,
+                        help="loadgen: LoadGen 6's own mlperf.conf; v1.0: the MLPerf v1.0 BERT "
+                        "rules (seeds, 600 s, minimum query counts, 130 ms Server bound) "
+                        "(default: %(default)s)")
     parser.add_argument("--backend", default="onnxruntime",
                         help=f"one of: {', '.join(available_backends())} (default: %(default)s)")
     parser.add_argument("--model", default=DEFAULT_MODEL,
@@ -138,6 +150,7 @@ def _run_parser(sub, name: str, help_text: str) -> None:
                         help="refuse a run expected to take longer, and stop one that does "
                         "(default: 4x LoadGen's minimum duration, at least 60)")
     _data_arguments(parser)
+    return parser
 
 
 def _agree_parser(sub) -> None:
@@ -273,6 +286,112 @@ def _cmd_compare(args: argparse.Namespace) -> int:
     return 0
 
 
+# ---- submissions: compliance tests, the tree, the checker (harness.submission) -----------
+
+
+def _compliance_parser(sub) -> None:
+    """``compliance TEST``: a compliance run, verified against the submission's runs."""
+    text = ("run a compliance test (TEST01: accuracy in performance mode; TEST05: other "
+            "seeds) and verify it against the performance and accuracy runs in --results-dir")
+    parser = _run_parser(sub, "compliance", text)
+    parser.add_argument("test", choices=tuple(run_rules.AUDITS))
+    parser.add_argument("--benchmark", choices=tuple(run_rules.BENCHMARKS), default="bert-99",
+                        help="TEST01's accuracy tolerance: 1%% for bert-99, 0.1%% for "
+                        "bert-99.9 (default: %(default)s)")
+
+
+def _cmd_compliance(args: argparse.Namespace) -> int:
+    """Exit status 0 when the test passes, 1 when it fails."""
+    from harness.submission.runs import run_compliance
+
+    folder, checks = run_compliance(_run_config(args, "performance"), args.test, args.benchmark)
+    for check in checks:
+        print(check.text, end="")
+    passed = all(check.passed for check in checks)
+    print(f"{args.test}: {'PASS' if passed else 'FAIL'}; written to {folder}")
+    return 0 if passed else 1
+
+
+def _submission_parser(sub) -> None:
+    text = ("build an MLPerf Inference v1.0 submission tree (bert-99 or bert-99.9): reuse the "
+            "runs that meet the rules, run what is missing, verify TEST01 and TEST05, check it")
+    parser = _run_parser(sub, "submission", text)
+    parser.add_argument("--scenarios", default=None, metavar="LIST",
+                        help="comma-separated (default: those the system type requires)")
+    parser.add_argument("--benchmark", choices=tuple(run_rules.BENCHMARKS), default="bert-99")
+    parser.add_argument("--division", choices=("closed", "open"), default=None,
+                        help="default: the description file's, else closed")
+    parser.add_argument("--submitter", default=None,
+                        help="default: the description file's, else mlperf-bert-harness")
+    parser.add_argument("--system-type", choices=("datacenter", "edge", "datacenter,edge"),
+                        default=None, help="default: the description file's, else datacenter")
+    parser.add_argument("--implementation", default=None,
+                        help="the implementation's name in the tree (default: the backend)")
+    parser.add_argument("--description", type=_cli_path, default=None, metavar="TOML",
+                        help="system description fields and submitter (default: "
+                        "submission.toml when there is one; see docs/submission.md)")
+    parser.add_argument("--out", type=_cli_path, default=Path("submission"),
+                        help="the submission folder; the tree is <out>/<division>/<submitter>/ "
+                        "(default: %(default)s)")
+    parser.add_argument("--full-logs", type=_cli_path, default=None,
+                        help="where the full accuracy logs are kept (default: <out>-full-logs)")
+    parser.add_argument("--rerun", action="store_true", help="run everything again")
+    parser.add_argument("--no-run", action="store_true",
+                        help="use existing runs only; fail when one is missing")
+    parser.add_argument("--no-tune", action="store_true",
+                        help="do not run an Offline run that ended too soon again with "
+                        "target_qps from the rate it measured")
+
+
+def _cmd_submission(args: argparse.Namespace) -> int:
+    """Build the tree, then check it; exit status 0 when the tree was built."""
+    from harness.submission.checker import check_submission
+    from harness.submission.tree import SubmissionConfig, build_submission
+
+    scenarios = tuple(s for s in (args.scenarios or "").split(",") if s) or None
+    for scenario in scenarios or ():
+        if scenario not in SCENARIOS:
+            raise ConfigError(f"--scenarios: unknown scenario {scenario!r}")
+    config = SubmissionConfig(
+        run=_run_config(args, "performance"), out=args.out, full_logs=args.full_logs,
+        division=args.division, submitter=args.submitter, benchmark=args.benchmark,
+        system_type=args.system_type, scenarios=scenarios, implementation=args.implementation,
+        description_file=args.description, rerun=args.rerun, run_missing=not args.no_run,
+        tune=not args.no_tune,
+    )
+    outcome = build_submission(config)
+    print(f"submission tree: {outcome.submitter_dir}")
+    print(f"full accuracy logs (outside the tree): {outcome.full_logs}")
+    for scenario in outcome.scenarios:
+        for check in scenario.verifications:
+            verdict = check.text.strip().splitlines()[-1]
+            print(f"  {scenario.scenario} {check.test} {check.kind}: {verdict}")
+    if outcome.defaulted_fields:
+        print("note: system description fields neither the host nor the description file "
+              f"gave (set to N/A): {', '.join(outcome.defaulted_fields)}")
+    report = check_submission(outcome.root, outcome.full_logs)
+    print(report.text(), end="")
+    return 0
+
+
+def _check_parser(sub) -> None:
+    text = ("check a submission tree for BERT as the MLCommons v1.0 submission checker does, "
+            "and what it only warns about; exit 0 only when everything holds")
+    parser = sub.add_parser("check", help=text, description=text)
+    parser.add_argument("submission", type=_cli_path,
+                        help="the folder holding closed/ or open/")
+    parser.add_argument("--full-logs", type=_cli_path, default=None,
+                        help="the full accuracy logs (check each hash= line against them)")
+
+
+def _cmd_check(args: argparse.Namespace) -> int:
+    from harness.submission.checker import check_submission
+
+    report = check_submission(args.submission, args.full_logs)
+    print(report.text(), end="")
+    return 0 if report.ok else 1
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m harness",
@@ -296,13 +415,16 @@ def build_parser() -> argparse.ArgumentParser:
     _agree_parser(sub)
     _sweep_parser(sub)
     _compare_parser(sub)
+    _compliance_parser(sub)
+    _submission_parser(sub)
+    _check_parser(sub)
     sub.add_parser("list", help="list backends and catalog models")
     return parser
 
 
-def _cmd_run(args: argparse.Namespace, mode: str) -> int:
-    config = RunConfig(
-        scenario=args.scenario,
+def _run_config(args: argparse.Namespace, mode: str) -> RunConfig:
+    return RunConfig(
+        scenario=getattr(args, "scenario", "Offline"),
         mode=mode,
         backend=args.backend,
         model=args.model,
@@ -323,8 +445,13 @@ def _cmd_run(args: argparse.Namespace, mode: str) -> int:
         sort_by_length=not args.no_sort,
         batch_wait_ms=args.batch_wait_ms,
         keep_trace=args.keep_trace,
+        rules=args.rules,
+        audit=getattr(args, "audit", None),
     )
-    outcome = execute(config)
+
+
+def _cmd_run(args: argparse.Namespace, mode: str) -> int:
+    outcome = execute(_run_config(args, mode))
     print("\n".join(outcome.loadgen.summary_lines()))
     if outcome.accuracy is not None:
         print(outcome.accuracy.text().rstrip())
@@ -406,6 +533,9 @@ def main(argv: list[str] | None = None) -> int:
         "agree": _cmd_agree,
         "sweep": _cmd_sweep,
         "compare": _cmd_compare,
+        "compliance": _cmd_compliance,
+        "submission": _cmd_submission,
+        "check": _cmd_check,
     }
     try:
         if args.command != "list":

@@ -21,6 +21,7 @@ from typing import Any, NoReturn
 from backends import BackendError, BackendSettings, get_backend_class, model_backend
 from harness.errors import ConfigError, HarnessError
 from harness.files import file_md5, write_json_atomic
+from harness.loadgen import rules as run_rules
 from harness.loadgen.driver import ForcedStop, RunInterrupted, run_test
 from harness.loadgen.limits import (
     RunLimits,
@@ -55,6 +56,7 @@ from models.catalog import DEFAULT_MODEL, DEFAULT_STORE, resolve_model, vocab_fo
 # model at 1.4x batch 1 (ORT, variable length, this 2-core VM); MultiStream queries carry 8
 # samples; Server and SingleStream answer each query as it comes.
 DEFAULT_BATCH_SIZES = {"Offline": 8, "MultiStream": 8}
+AUDIT_CONFIG = "audit.config"  # the name LoadGen looks for in the working directory
 
 
 @dataclasses.dataclass(frozen=True)
@@ -89,6 +91,10 @@ class RunConfig:
     # keep LoadGen's trace (mlperf_log_trace.json: every sample's latency); large and slows a
     # fast run, so off unless asked for (a sweep's latency-distribution point asks)
     keep_trace: bool = False
+    # The rules (harness.loadgen.rules): "loadgen" is LoadGen 6's own mlperf.conf, "v1.0"
+    # the MLPerf v1.0 BERT rules; audit: a compliance test's settings (TEST01, TEST05).
+    rules: str = run_rules.LOADGEN
+    audit: str | None = None
 
     @property
     def batch(self) -> int:
@@ -113,6 +119,7 @@ class RunConfig:
             raise ConfigError(f"--max-run-minutes must be positive, got {self.max_run_minutes}")
         if self.mode not in MODES:
             raise ConfigError(f"unknown mode {self.mode!r}; choose one of {', '.join(MODES)}")
+        run_rules.check_rules(self.rules, self.scenario, self.mode, self.audit)
         if self.data.max_examples is not None and self.data.max_examples < 1:
             raise ConfigError("--max-examples must be at least 1")
         if self.user_conf is not None and not Path(self.user_conf).is_file():
@@ -148,6 +155,10 @@ def execute(config: RunConfig) -> RunOutcome:
     and the process must exit at once.
     """
     config.validate()
+    if Path(AUDIT_CONFIG).exists():
+        raise ConfigError(
+            f"{Path(AUDIT_CONFIG).absolute()}: LoadGen would apply this audit.config to the run "
+            "without a word; remove it (compliance tests: python -m harness compliance)")
     backend_class = get_backend_class(config.backend)  # unknown names fail before any work
     model = resolve_model(
         config.model, model_backend(config.backend, config.backend_settings.options),
@@ -161,15 +172,25 @@ def execute(config: RunConfig) -> RunOutcome:
         )
     data = prepare_data(config.data, config.progress)
     system = config.system or default_system_name(config.backend)
-    final = run_dir(config.results_dir, system, model.name, config.scenario, config.mode)
+    final = run_dir(run_rules.results_root(config.results_dir, config.audit), system,
+                    model.name, config.scenario, config.mode)
     conf_text = resolved_user_conf(
-        config.user_conf, config.scenario, len(data.features), config.short_run
+        config.user_conf, config.scenario, len(data.features), config.short_run,
+        run_rules.conf_lines(config.rules, config.scenario, len(data.features),
+                             config.short_run), config.rules,
     )
+    audit_text = run_rules.audit_config_text(config.audit)
     # Everything that can be wrong with the inputs fails here, before anything is written.
     with tempfile.TemporaryDirectory() as scratch:
         conf_path = Path(scratch) / "user.conf"
         conf_path.write_text(conf_text, encoding="utf-8")
-        test_settings = make_test_settings(conf_path, config.scenario, config.mode)
+        audit_path = None
+        if audit_text is not None:  # handed to LoadGen, never left in the working directory
+            audit_path = Path(scratch) / AUDIT_CONFIG
+            audit_path.write_text(audit_text, encoding="utf-8")
+        test_settings = make_test_settings(
+            conf_path, config.scenario, config.mode, audit_path,
+            run_rules.settings_overrides(config.rules, config.audit))
     limits = resolve_limits(
         test_settings, config.scenario, config.batch, config.call_timeout_s,
         None if config.max_run_minutes is None else config.max_run_minutes * 60,
@@ -198,10 +219,15 @@ def _record_and_run(staged: StagedRun, config: RunConfig, system: str, model, ba
                     data: PreparedData, conf_text: str, test_settings, limits: RunLimits,
                     warmup: dict) -> tuple[LoadGenResult, Any]:
     write_text_atomic(staged.path / "user.conf", conf_text)  # exactly what LoadGen read
+    if config.audit is not None:
+        write_text_atomic(staged.path / AUDIT_CONFIG, run_rules.audit_config_text(config.audit))
     record = _settings_record(config, system, model, backend, data)
     sut = dataclasses.asdict(_sut_settings(config, test_settings, limits))
     sut["fixed_sequence_length"] = backend.fixed_sequence_length()
-    record.update(limits=limits.to_json(), warmup=warmup, sut=sut)
+    rules = run_rules.rules_record(config.rules, config.scenario, config.mode,
+                                   config.short_run, len(data.features), config.audit,
+                                   limits.to_json())
+    record.update(limits=limits.to_json(), warmup=warmup, sut=sut, rules=rules)
     write_json_atomic(staged.path / "settings.json", record)
     loadgen = _start_test(backend, data.features, config, test_settings, limits, staged.path)
     accuracy = _score(staged.path, data, model) if config.mode == "accuracy" else None
@@ -387,6 +413,8 @@ def _write_summary(outdir, config: RunConfig, system, model_name, loadgen, accur
     lines += loadgen.summary_lines()
     if config.short_run:
         lines.append("short run (--short): not valid for a submission")
+    lines.append(f"rules: {config.rules}" + (f", compliance {config.audit}" if config.audit
+                                             else ""))
     if accuracy is not None:
         lines.append(accuracy.text().splitlines()[0])
         lines += accuracy.text().splitlines()[2:]

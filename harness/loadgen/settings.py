@@ -2,8 +2,10 @@
 
 mlperf.conf is built into LoadGen 6; the harness calls ``TestSettings.FromConfig`` exactly
 once, with one user.conf that it writes beside the results: the user's file verbatim,
-followed by the lines the harness adds (a smaller query sample library, the short-run
-setting). What LoadGen read is therefore always on disk next to its logs.
+followed by the lines the harness adds (a rule set's values, a smaller query sample library,
+the short-run setting). What LoadGen read is therefore always on disk next to its logs. A
+compliance test's audit.config is read after it, as LoadGen's StartTest reads one (config
+type 2, which LoadGen does not count as a second user.conf), and kept beside the logs too.
 
 The user's file is checked before LoadGen sees it (:func:`check_user_conf`), the way
 LoadGen 6.0.17's ``TestSettings::FromConfig`` parses it (``loadgen/test_settings_internal.cc``):
@@ -16,6 +18,7 @@ from __future__ import annotations
 
 import re
 import warnings
+from collections.abc import Sequence
 from pathlib import Path
 
 from harness.errors import ConfigError, HarnessWarning
@@ -185,13 +188,21 @@ def check_scenario(scenario: str) -> str:
 
 
 def resolved_user_conf(
-    user_conf: Path | None, scenario: str, qsl_size: int, short_run: bool
+    user_conf: Path | None, scenario: str, qsl_size: int, short_run: bool,
+    rules_lines: Sequence[str] = (), rules_name: str = "",
 ) -> str:
-    """Text of the single user.conf LoadGen will read for this run."""
+    """Text of the single user.conf LoadGen will read for this run.
+
+    ``rules_lines`` (a rule set's values, see ``harness.loadgen.rules``) come after the
+    user's file, so that they win, and before the harness's own lines.
+    """
     check_scenario(scenario)
     parts: list[str] = []
     if user_conf is not None:
         parts.append(f"# --- from {user_conf}\n" + check_user_conf(user_conf))
+    if rules_lines:
+        parts.append(f"# --- rules {rules_name} (added by the harness)\n"
+                     + "\n".join(rules_lines) + "\n")
     added: list[str] = []
     if qsl_size < MLPERF_PERFORMANCE_SAMPLE_COUNT:
         # A QSL smaller than mlperf.conf's 10833 (--max-examples): LoadGen must not index past it.
@@ -203,8 +214,15 @@ def resolved_user_conf(
     return "\n".join(parts)
 
 
-def make_test_settings(conf_path: Path, scenario: str, mode: str):
-    """Build ``mlperf_loadgen.TestSettings`` from the resolved user.conf (one FromConfig call)."""
+def make_test_settings(conf_path: Path, scenario: str, mode: str,
+                       audit_config: Path | None = None, overrides: dict | None = None):
+    """Build ``mlperf_loadgen.TestSettings`` from the resolved user.conf (one FromConfig call).
+
+    ``audit_config``: a compliance test's audit.config, read after the user.conf the way
+    LoadGen's StartTest reads one it finds in the working directory (model ``*``, config
+    type 2). ``overrides``: attributes set last, e.g. RNG seeds, which LoadGen 6 takes from
+    neither file.
+    """
     import mlperf_loadgen as lg
 
     check_scenario(scenario)
@@ -222,4 +240,11 @@ def make_test_settings(conf_path: Path, scenario: str, mode: str):
             f"{conf_path}: LoadGen rejected this user.conf (FromConfig returned {status}); "
             "check its lines have the form 'model.Scenario.key = value'"
         )
+    if audit_config is not None:
+        status = settings.FromConfig(str(audit_config), "*", scenario, 2)
+        if status != 0:
+            raise ConfigError(f"{audit_config}: LoadGen rejected this audit.config "
+                              f"(FromConfig returned {status})")
+    for name, value in (overrides or {}).items():
+        setattr(settings, name, value)
     return settings

@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 
 from harness.errors import DataError, HarnessWarning
+from harness.files import file_sha256
 from harness.squad.examples import SquadExample
 from harness.squad.features import FeatureSet
 from harness.squad.metrics import SquadScores, evaluate
@@ -50,6 +51,9 @@ class AccuracyReport:
     # What the MLPerf scripts print for the same log with --max_examples N (see below);
     # None when every question of the data set is scored.
     reference_scores: SquadScores | None = None
+    # sha256 of the scored mlperf_log_accuracy.json: the ``hash=`` line MLPerf's checker
+    # looks for, so that a submission's truncated log can be tied to the full one
+    log_sha256: str | None = None
 
     def to_json(self) -> dict:
         data = dataclasses.asdict(self)
@@ -83,6 +87,8 @@ class AccuracyReport:
                 "note: the targets are MLPerf BERT-Large's; this model is not an MLPerf model "
                 "and its scores are not MLPerf results"
             )
+        if self.log_sha256 is not None:
+            lines.append(f"hash={self.log_sha256}")
         return "\n".join(lines) + "\n"
 
 
@@ -167,6 +173,7 @@ def score_accuracy_log(
         reference_scores=reference_truncated_scores(questions, predictions)
         if len(questions) < len(examples)
         else None,
+        log_sha256=file_sha256(log_path),
     )
     return report, predictions
 

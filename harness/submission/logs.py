@@ -1,0 +1,133 @@
+"""LoadGen's logs as a submission reads them: detail-log values and errors, each scenario's
+metric, and accuracy logs (responses by sample, sha256, the MLPerf truncation)."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from pathlib import Path
+from typing import Any
+
+from harness.files import file_sha256
+from harness.loadgen.rules import MAX_ACCURACY_LOG_BYTES, TRUNCATE_KEEP_CHARS
+
+DETAIL_LOG = "mlperf_log_detail.txt"
+SUMMARY_LOG = "mlperf_log_summary.txt"
+ACCURACY_LOG = "mlperf_log_accuracy.json"
+_MARKER = ":::MLLOG"
+TRUNCATION_MARK = "\n\n...\n\n"
+
+
+@dataclasses.dataclass(frozen=True)
+class DetailLog:
+    """``mlperf_log_detail.txt``: the first value of each key (as MLCommons' log parser takes
+    it), and the messages LoadGen flagged as errors and warnings."""
+
+    path: Path
+    values: dict[str, Any]
+    errors: tuple[str, ...]
+    warnings: tuple[str, ...]
+
+    @classmethod
+    def read(cls, path: Path) -> DetailLog:
+        """Raises OSError when the file cannot be read; a line that is not JSON is an error."""
+        values: dict[str, Any] = {}
+        errors: list[str] = []
+        warnings: list[str] = []
+        text = Path(path).read_text(encoding="utf-8", errors="replace")
+        for number, line in enumerate(text.splitlines(), start=1):
+            if not line.startswith(_MARKER):
+                continue
+            try:
+                entry = json.loads(line[len(_MARKER):])
+                key, value = entry["key"], entry.get("value")
+                metadata = entry.get("metadata") or {}
+            except (json.JSONDecodeError, KeyError, TypeError, AttributeError):
+                errors.append(f"line {number} is not a LoadGen log entry")
+                continue
+            values.setdefault(key, value)
+            if metadata.get("is_error"):
+                errors.append(f"{key}: {value}")
+            elif metadata.get("is_warning"):
+                warnings.append(f"{key}: {value}")
+        return cls(Path(path), values, tuple(errors), tuple(warnings))
+
+    def get(self, key: str, default: Any = None) -> Any:
+        return self.values.get(key, default)
+
+    @property
+    def valid(self) -> bool | None:
+        validity = self.values.get("result_validity")
+        return None if validity is None else validity == "VALID"
+
+    @property
+    def scenario(self) -> str | None:
+        return self.values.get("effective_scenario")
+
+    def invalid_reasons(self) -> str:
+        reason = str(self.values.get("result_invalid_reason") or "").strip()
+        unmet = [name for key, name in (("result_min_duration_met", "minimum duration"),
+                                        ("result_min_queries_met", "minimum query count"),
+                                        ("result_perf_constraints_met", "latency bound"),
+                                        ("early_stopping_met", "early stopping"))
+                 if self.values.get(key) is False]
+        parts = [f"not met: {', '.join(unmet)}"] if unmet else []
+        return "; ".join(parts + ([reason] if reason else [])) or "no reason given"
+
+
+@dataclasses.dataclass(frozen=True)
+class Metric:
+    """A scenario's figure of merit, as MLPerf v1.0 reports and compares it."""
+
+    key: str
+    name: str
+    higher_is_better: bool
+
+
+METRICS = {
+    "Offline": Metric("result_samples_per_second", "samples per second", True),
+    "Server": Metric("result_scheduled_samples_per_sec", "scheduled samples per second", True),
+    "SingleStream": Metric("result_90.00_percentile_latency_ns",
+                           "90th percentile latency (ns)", False),
+    "MultiStream": Metric("effective_samples_per_query", "samples per query", True),
+}
+
+
+def metric_value(log: DetailLog) -> float | None:
+    metric = METRICS.get(log.scenario or "")
+    value = log.get(metric.key) if metric else None
+    return None if value is None else float(value)
+
+
+def read_responses(path: Path) -> list[tuple[int, str]]:
+    """(qsl_idx, hex data) of every entry of ``mlperf_log_accuracy.json``, in log order.
+
+    Raises ValueError for a file that is not a LoadGen accuracy log.
+    """
+    try:
+        entries = json.loads(Path(path).read_text(encoding="utf-8"))
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"{path}: not JSON ({exc})") from None
+    if not isinstance(entries, list):
+        raise ValueError(f"{path}: not a JSON list of LoadGen responses")
+    responses = []
+    for number, entry in enumerate(entries):
+        if not (isinstance(entry, dict) and type(entry.get("qsl_idx")) is int
+                and isinstance(entry.get("data"), str)):
+            raise ValueError(f"{path}: entry {number} has no integer qsl_idx and data string")
+        responses.append((entry["qsl_idx"], entry["data"]))
+    return responses
+
+
+def truncate_accuracy_log(source: Path, dest: Path) -> str:
+    """Write ``source`` to ``dest`` the way MLCommons' ``truncate_accuracy_log.py`` leaves a
+    submitted log: its first and last 4096 characters around a ``...`` line; a log already
+    within 10 KiB is copied whole. Returns the sha256 of ``source`` (the ``hash=`` line)."""
+    digest = file_sha256(source)
+    data = Path(source).read_bytes()
+    if len(data) > MAX_ACCURACY_LOG_BYTES:
+        data = (data[:TRUNCATE_KEEP_CHARS] + TRUNCATION_MARK.encode()
+                + data[-TRUNCATE_KEEP_CHARS:])
+    Path(dest).parent.mkdir(parents=True, exist_ok=True)
+    Path(dest).write_bytes(data)
+    return digest
