@@ -25,7 +25,7 @@ RUN_FLAGS = --scenario $(call q,$(SCENARIO)) --backend $(call q,$(BACKEND)) \
 	$(if $(MAX_EXAMPLES),--max-examples $(call q,$(MAX_EXAMPLES))) \
 	$(if $(SYSTEM),--system $(call q,$(SYSTEM))) $(ARGS)
 
-.PHONY: help install data model run accuracy agree sweep compare submission test test-fast lint bench bench-offline bench-backends clean
+.PHONY: help install data model run accuracy agree sweep compare submission test test-fast lint bench bench-offline bench-backends bench-wafer clean
 
 help: ## list targets and variables
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
@@ -91,6 +91,9 @@ bench-offline: install ## feature building, and Offline samples/s by batch size
 
 bench-backends: install ## samples/s of every backend, fp32 and int8, on the demo model
 	$(PY) benchmarks/bench_backends.py
+
+bench-wafer: install ## the highest completion rate the wafer backend sustains here (vs its plan)
+	$(PY) benchmarks/bench_wafer.py
 
 clean: ## remove caches and exported models (keeps results/ and the venv)
 	rm -rf datasets/cache models/store build .pytest_cache

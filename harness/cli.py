@@ -1,5 +1,5 @@
 """Command line: ``python -m harness {run,accuracy,data,model,score,list,agree,sweep,compare,
-compliance,submission,check}``."""
+compliance,submission,check,wafer}``."""
 
 from __future__ import annotations
 
@@ -392,6 +392,34 @@ def _cmd_check(args: argparse.Namespace) -> int:
     return 0 if report.ok else 1
 
 
+# ---- the wafer-scale simulator's planner (backends.wafer) ---------------------------------
+
+
+def _wafer_parser(sub) -> None:
+    """``wafer plan|spec|anchors|calibrate``: the planner of backends.wafer, where ``--model``
+    may also be a catalog model and ``--skip-padding`` uses the SQuAD features' lengths."""
+    from backends.wafer import cli as wafer_cli
+
+    text = "plan a model on a simulated wafer-scale engine, without LoadGen (docs/wafer.md)"
+    parser = sub.add_parser("wafer", help=text, description=text)
+    plan = wafer_cli.add_arguments(parser)
+    plan.add_argument("--model-store", type=_cli_path, default=DEFAULT_STORE)
+    _data_arguments(plan)
+
+
+def _cmd_wafer(args: argparse.Namespace) -> int:
+    from backends.wafer import cli as wafer_cli
+
+    def resolve(name: str) -> Path:
+        return resolve_model(name, "onnxruntime", args.model_store,
+                             download=not args.no_download).path
+
+    def lengths():
+        return prepare_data(_data_config(args)).features.seq_len
+
+    return wafer_cli.run(args, resolve=resolve, lengths=lengths)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m harness",
@@ -418,6 +446,7 @@ def build_parser() -> argparse.ArgumentParser:
     _compliance_parser(sub)
     _submission_parser(sub)
     _check_parser(sub)
+    _wafer_parser(sub)
     sub.add_parser("list", help="list backends and catalog models")
     return parser
 
@@ -536,6 +565,7 @@ def main(argv: list[str] | None = None) -> int:
         "compliance": _cmd_compliance,
         "submission": _cmd_submission,
         "check": _cmd_check,
+        "wafer": _cmd_wafer,
     }
     try:
         if args.command != "list":

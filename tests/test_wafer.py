@@ -491,7 +491,23 @@ def test_the_harness_wafer_subcommand_plans(tmp_path) -> None:
     done = subprocess.run([sys.executable, "-m", "harness", "wafer", "plan", "--model",
                            "bert-large", "--spec", "wse2"], cwd=root, capture_output=True,
                           text=True, timeout=120)
-    if "invalid choice: 'wafer'" in done.stderr:
-        pytest.skip("python -m harness wafer is not wired into harness/cli.py yet")
     assert done.returncode == 0, done.stderr
     assert "mode: pipelined" in done.stdout and "samples/s" in done.stdout
+
+
+def test_the_harness_wafer_plan_times_the_squad_features_real_lengths(tmp_path, squad_dir):
+    import re
+    import subprocess
+    import sys
+
+    root = Path(__file__).resolve().parents[1]
+    done = subprocess.run(
+        [sys.executable, "-m", "harness", "wafer", "plan", "--model", "bert-large", "--spec",
+         "wse2", "--skip-padding", "--mirror", str(squad_dir), "--no-download",
+         "--data-dir", str(tmp_path / "data"), "--cache-dir", str(tmp_path / "cache"),
+         "--max-examples", "40"],
+        cwd=root, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    found = re.search(r"real lengths \(mean ([\d.]+) of 384 tokens\)", done.stdout)
+    assert found, done.stdout
+    assert 0 < float(found.group(1)) < 384
