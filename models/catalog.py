@@ -171,8 +171,11 @@ def _derive_from_checkpoint(name: str, hf_dir: Path, store: Path, target: str) -
             f"{exc.name or exc}, which is not installed: pip install -e '.[{extras}]' "
             "(make install brings every extra)"
         ) from None
-    # The checkpoint's config beside the export tells backends its heads (ORT's fusions)
-    shutil.copyfile(hf_dir / "config.json", out.parent / "config.json")
+    # The checkpoint's config beside the export tells backends its heads (ORT's fusions);
+    # a checkpoint kept in the export's own folder already has it there
+    config_out = out.parent / "config.json"
+    if not (config_out.exists() and config_out.samefile(hf_dir / "config.json")):
+        shutil.copyfile(hf_dir / "config.json", config_out)
     # Written only once the export is in place: a record always describes a whole file.
     write_json_atomic(record, {
         "source": str(hf_dir),

@@ -269,3 +269,17 @@ def test_changed_weights_are_exported_again_without_a_warning(store: Path) -> No
         warnings.simplefilter("error", catalog.StaleExportWarning)
         catalog.resolve_model("tiny", "onnxruntime", store)
     assert json.loads(record.read_text())["weights_sha256"] == data["weights_sha256"]
+
+
+def test_a_checkpoint_kept_in_the_stores_own_folder_exports_beside_itself(
+        tiny_hf_dir: Path, tmp_path: Path) -> None:
+    """models/store/<name>/ may hold the checkpoint itself: its config.json is already where
+    the export wants one (copying it onto itself used to fail)."""
+    needs("onnx", "export", purpose="exporting a Hugging Face checkpoint to ONNX")
+    store = tmp_path / "store"
+    checkpoint = store / "mine"
+    shutil.copytree(tiny_hf_dir, checkpoint)
+    config = (checkpoint / "config.json").read_text()
+    resolved = catalog.resolve_model(str(checkpoint), "onnxruntime", store)
+    assert resolved.path.parent == checkpoint and resolved.path.suffix == ".onnx"
+    assert (checkpoint / "config.json").read_text() == config
