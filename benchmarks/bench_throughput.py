@@ -13,9 +13,16 @@ Offline in accuracy mode, one process per variant, so each row has both samples/
 then the machine's fp32 GEMM rate, each variant's useful-FLOP rate (FLOPs at the features'
 real token counts / time, as a share of the GEMM rate), and the null-backend ceilings of
 the adapter itself (Offline samples/s, Server QPS with its p99). Ratios are against the
-reference loop of the same run. Writes ``results/bench/throughput.json``.
+reference loop of the same run. Writes ``results/bench/throughput.json`` (``-only`` in the
+name for an ``--only`` run, ``-bert-large-standin`` for a stand-in).
 
-Usage: ``python benchmarks/bench_throughput.py [--max-examples 2804] [--only NAME ...]``
+``--standin bert-large`` runs the same table on a randomly initialised BERT-Large (24 layers,
+hidden 1024: the shapes of the MLPerf model, whose zenodo files cannot be fetched here), built
+once into ``models/store/bert-large-standin/``: its F1 means nothing, its samples/s and
+useful-FLOP rate are those of the real model's arithmetic.
+
+Usage: ``python benchmarks/bench_throughput.py [--max-examples 2804] [--only NAME ...]
+[--standin bert-large]``
 """
 
 from __future__ import annotations
@@ -36,12 +43,14 @@ from harness.squad.data import DataConfig, prepare_data
 REPO = Path(__file__).resolve().parents[1]
 MODEL = "minilm-l6-squad-demo"
 OFF = ["--seq-bucket", "0", "--batch-size", "1", "--no-sort"]  # the harness, features off
+DEFAULTS = "harness defaults (variable length, sorted, batch 8)"
+RAY_2 = "Ray, 2 actors x 1 thread"
 # name -> harness arguments (after `python -m harness accuracy`)
 VARIANTS: dict[str, list[str]] = {
     "harness, features off (padded, batch 1)": OFF,
     "+ variable length only": ["--batch-size", "1", "--no-sort"],
     "+ batch 8 only (padded)": ["--seq-bucket", "0", "--batch-size", "8", "--no-sort"],
-    "harness defaults (variable length, sorted, batch 8)": [],
+    DEFAULTS: [],
     "defaults + ORT transformer fusions": ["--backend-option", "optimizer=transformers"],
     "defaults + 2 ORT instances x 1 thread": ["--backend-option", "instances=2"],
     "defaults, int8 dynamic model (VNNI)": ["--model", f"{MODEL}-int8-dynamic"],
@@ -50,8 +59,8 @@ VARIANTS: dict[str, list[str]] = {
                                         "--backend-option", "precision=bf16"],
     "Ray, 1 actor x 2 threads": ["--backend", "ray", "--backend-option", "actors=1",
                                  "--backend-option", "threads_per_actor=2"],
-    "Ray, 2 actors x 1 thread": ["--backend", "ray", "--backend-option", "actors=2",
-                                 "--backend-option", "threads_per_actor=1"],
+    RAY_2: ["--backend", "ray", "--backend-option", "actors=2",
+            "--backend-option", "threads_per_actor=1"],
 }
 REFERENCE = "reference loop (padded, batch 1, thread per sample)"
 
@@ -115,6 +124,35 @@ def useful_flops(features, layers: int, hidden: int, intermediate: int) -> float
     per_layer = 2 * lengths * (4 * hidden * hidden + 2 * hidden * intermediate) \
         + 4 * lengths**2 * hidden
     return float(np.mean(layers * per_layer + 2 * lengths * hidden * 2))
+
+
+# BERT-Large's shapes (MLPerf's model: bert_config.json of the zenodo files)
+STANDINS = {"bert-large": {"num_hidden_layers": 24, "hidden_size": 1024,
+                           "num_attention_heads": 16, "intermediate_size": 4096}}
+
+
+def build_standin(name: str) -> Path:
+    """A randomly initialised BertForQuestionAnswering with a named model's shapes, saved
+    once to models/store/<name>-standin/ (config.json + model.safetensors)."""
+    out = REPO / "models" / "store" / f"{name}-standin"
+    if (out / "model.safetensors").is_file():
+        return out
+    import torch
+    from transformers import BertConfig, BertForQuestionAnswering
+
+    torch.manual_seed(0)
+    config = BertConfig(vocab_size=30522, max_position_embeddings=512, type_vocab_size=2,
+                        **STANDINS[name])
+    print(f"building {out} (random weights, {name} shapes) ...", file=sys.stderr, flush=True)
+    BertForQuestionAnswering(config).eval().save_pretrained(out.with_suffix(".partial"))
+    out.with_suffix(".partial").rename(out)
+    return out
+
+
+def model_config(model: str) -> dict:
+    """config.json of the model benchmarked: a checkpoint folder, or the demo model's."""
+    folder = Path(model) if Path(model).is_dir() else SHARED_DIR / "models" / model
+    return json.loads((folder / "config.json").read_text())
 
 
 def run_variant(name: str, extra: list[str], max_examples: int, scratch: Path) -> dict:
@@ -184,14 +222,24 @@ def main() -> None:
                         help="first N questions (default: the demo model's held-out 2804)")
     parser.add_argument("--only", nargs="*", default=None, metavar="NAME",
                         help="run only the variants whose name contains one of these words")
+    parser.add_argument("--ray-pairs", type=int, default=3, metavar="N",
+                        help="then N back-to-back pairs of the defaults and 2 Ray actors, "
+                        "the ratio of each pair and their median (0: none; default 3)")
+    parser.add_argument("--standin", choices=tuple(STANDINS), default=None,
+                        help="a random-weight model with these shapes instead of the demo "
+                        "model (no int8 row, no null ceilings)")
     args = parser.parse_args()
+    global MODEL
+    if args.standin:
+        MODEL = str(build_standin(args.standin))
+        VARIANTS.pop("defaults, int8 dynamic model (VNNI)")
     data = prepare_data(DataConfig(max_examples=args.max_examples), progress=False)
-    config = json.loads((SHARED_DIR / "models" / MODEL / "config.json").read_text())
+    config = model_config(MODEL)
     flops = useful_flops(data.features, config["num_hidden_layers"], config["hidden_size"],
                          config["intermediate_size"])
     gemm = gemm_rate()
     peak = max(gemm.values())
-    print(f"# Throughput, {MODEL}, first {args.max_examples} questions "
+    print(f"# Throughput, {Path(MODEL).name}, first {args.max_examples} questions "
           f"({len(data.features)} features, mean {np.mean(data.features.input_mask.sum(1)):.1f} "
           "real tokens)")
     print("machine fp32 GEMM: " + ", ".join(f"{k} {v:.0f} GFLOP/s" for k, v in gemm.items()))
@@ -200,7 +248,11 @@ def main() -> None:
     record = {"max_examples": args.max_examples, "features": len(data.features),
               "gemm_gflops": gemm, "useful_gflop_per_feature": flops / 1e9,
               "variants": rows, "null_ceilings": []}
-    out = REPO / "results" / "bench" / "throughput.json"
+    # a partial run (--only) never replaces the record of a whole one
+    stem = "throughput" + (f"-{args.standin}-standin" if args.standin else "") \
+        + ("-only" if args.only else "")
+    out = REPO / "results" / "bench" / f"{stem}.json"
+    record["model"] = MODEL
     print("| variant | samples/s | vs reference | F1 | EM | useful GFLOP/s | of GEMM |")
     print("|---|---|---|---|---|---|---|", flush=True)
     with tempfile.TemporaryDirectory() as scratch_dir:
@@ -215,7 +267,10 @@ def main() -> None:
             print(_row(name, rows[name], rows.get(REFERENCE, {}).get("samples_per_s"),
                        flops, peak), flush=True)
             write_json_atomic(out, record)  # what has run so far is never lost
-        if not args.only:
+        if args.ray_pairs > 0:
+            record["ray_pairs"] = ray_pairs(args.ray_pairs, args.max_examples, scratch)
+            write_json_atomic(out, record)
+        if not args.only and not args.standin:
             record["null_ceilings"] = null_ceilings(scratch)
     if record["null_ceilings"]:
         print("\n## The adapter alone (null backend)")
@@ -228,6 +283,31 @@ def main() -> None:
             print(f"| {c['scenario']} | {c['batch']} | {c['samples_per_s']:,.0f} | "
                   f"{c['valid']} | {c['p99_ms']:.2f} |")
     write_json_atomic(out, record)
+
+
+def ray_pairs(count: int, max_examples: int, scratch: Path) -> list[dict]:
+    """One process (the defaults) against 2 Ray actors, run back to back ``count`` times: a
+    ratio from one pair is free of the machine's slower drifts (another tenant, the clock),
+    which move a single row by several percent."""
+    print(f"\n## 2 Ray actors against one process, {count} pairs run back to back")
+    print("| pair | one process (samples/s) | 2 Ray actors (samples/s) | ratio |")
+    print("|---|---|---|---|", flush=True)
+    pairs = []
+    for index in range(count):
+        print(f"running: pair {index + 1} of {count} ...", file=sys.stderr, flush=True)
+        one = run_variant(DEFAULTS, VARIANTS[DEFAULTS], max_examples, scratch)
+        ray = run_variant(RAY_2, VARIANTS[RAY_2], max_examples, scratch)
+        if "error" in one or "error" in ray:
+            print(f"| {index + 1} | failed: {one.get('error') or ray.get('error')} | | |")
+            continue
+        pair = {"one_process": one["samples_per_s"], "ray_2_actors": ray["samples_per_s"],
+                "ratio": ray["samples_per_s"] / one["samples_per_s"]}
+        pairs.append(pair)
+        print(f"| {index + 1} | {pair['one_process']:.2f} | {pair['ray_2_actors']:.2f} | "
+              f"{pair['ratio']:.3f} |", flush=True)
+    if pairs:
+        print(f"median ratio {float(np.median([p['ratio'] for p in pairs])):.3f}", flush=True)
+    return pairs
 
 
 def _row(name: str, row: dict, base: float | None, flops: float, peak: float) -> str:
