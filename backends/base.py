@@ -70,12 +70,15 @@ class FeatureBatch:
     """A batch of SQuAD features, each row padded to the same length ``S``.
 
     Arrays are ``[B, S]`` integers: ``input_ids`` (WordPiece ids), ``input_mask``
-    (1 for real tokens) and ``segment_ids`` (0 question, 1 context).
+    (1 for real tokens) and ``segment_ids`` (0 question, 1 context). ``issued_at``: when
+    LoadGen issued the batch's earliest query (``time.monotonic()``, seconds), for a backend
+    that models its own timing (the wafer simulator's arrivals); None outside LoadGen.
     """
 
     input_ids: np.ndarray
     input_mask: np.ndarray
     segment_ids: np.ndarray
+    issued_at: float | None = None
 
     def __len__(self) -> int:
         return int(self.input_ids.shape[0])

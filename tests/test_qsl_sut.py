@@ -76,12 +76,14 @@ def _null_sut(features, settings: SUTSettings, count: int = 10, **options) -> Lo
 
 
 class _Recording(NullBackend):
-    """The null backend, recording the shape of each batch it is given."""
+    """The null backend, recording the shape and issue time of each batch it is given."""
 
     shapes: list
+    issued: list
 
     def predict(self, batch):
         self.shapes.append(batch.input_ids.shape)
+        self.issued.append(batch.issued_at)
         return super().predict(batch)
 
 
@@ -90,7 +92,7 @@ def _recording_sut(features, settings: SUTSettings, count: int) -> LoadGenSUT:
     qsl = QuerySampleLibrary(features)
     qsl.load_query_samples(list(range(count)))
     backend = _Recording()
-    backend.shapes = []
+    backend.shapes, backend.issued = [], []
     backend.load(None)
     return LoadGenSUT(backend, qsl, settings)
 
@@ -137,11 +139,16 @@ def test_a_partial_batch_waits_for_more_queries_within_its_budget(features, monk
     monkeypatch.setattr(lg, "ConstructFastSUT", lambda issue, flush: "handle")
     monkeypatch.setattr(lg, "DestroyFastSUT", lambda handle: None)
     sut.construct()
+    issued = []
     for i in range(4):  # Server: one query at a time, slower than the worker
+        before = time.monotonic()
         sut.issue_queries([i], [i])
+        issued.append((before, time.monotonic()))
         time.sleep(0.05)
     sut.destroy()
     assert [shape[0] for shape in backend.shapes] == [4]  # one full batch, not four of one
+    # the batch arrived when its first query was issued (a timed device's arrival)
+    assert issued[0][0] <= backend.issued[0] <= issued[0][1]
 
 
 def test_failing_backend_completes_everything_empty_then_reports(features, monkeypatch) -> None:

@@ -69,8 +69,10 @@ class QuerySampleLibrary:
         """Number of samples currently staged."""
         return int(self._loaded.sum())
 
-    def batch(self, indices, seq_len: int | None = None) -> FeatureBatch:
-        """Loaded samples as one int64 batch, truncated to ``seq_len`` tokens if given."""
+    def batch(self, indices, seq_len: int | None = None,
+              issued_at: float | None = None) -> FeatureBatch:
+        """Loaded samples as one int64 batch, truncated to ``seq_len`` tokens if given
+        (``issued_at``: when LoadGen issued the earliest of them, see FeatureBatch)."""
         rows = np.asarray(indices, dtype=np.int64)
         loaded = self._loaded[rows]
         if not loaded.all():
@@ -78,7 +80,7 @@ class QuerySampleLibrary:
             raise SampleNotLoadedError(f"sample {missing} was issued but never loaded by LoadGen")
         assert self._arrays is not None
         columns = slice(None, seq_len)
-        return FeatureBatch(*(a[rows, columns] for a in self._arrays))
+        return FeatureBatch(*(a[rows, columns] for a in self._arrays), issued_at=issued_at)
 
     # -- LoadGen object ----------------------------------------------------------------
     def construct(self):

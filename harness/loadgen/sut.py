@@ -84,7 +84,7 @@ class SUTSettings:
 
 
 PAD_LOGIT = -10000.0  # logits past a sample's batch length: as the reference pads short logits
-_EMPTY = (np.zeros(0, np.uint64), np.zeros(0, np.int64))
+_EMPTY = (np.zeros(0, np.uint64), np.zeros(0, np.int64), None)
 _STOP = object()  # the test is over: finish and end the worker
 _FLUSH = object()  # LoadGen issues no more queries
 _WAKE = object()  # look at the stop state now
@@ -92,39 +92,42 @@ _WAKE = object()  # look at the stop state now
 
 class _Pending:
     """Samples taken from LoadGen's queries and not yet sent: chunks of (ids, indices)
-    arrays, taken from the front in one slice per chunk."""
+    arrays with the time LoadGen issued them, taken from the front in one slice per chunk."""
 
     def __init__(self) -> None:
-        self._chunks: deque[tuple[np.ndarray, np.ndarray]] = deque()
+        self._chunks: deque[tuple[np.ndarray, np.ndarray, float | None]] = deque()
         self._count = 0
 
     def __len__(self) -> int:
         return self._count
 
-    def add(self, ids: np.ndarray, indices: np.ndarray) -> None:
+    def add(self, ids: np.ndarray, indices: np.ndarray, issued: float | None = None) -> None:
         if len(ids):
-            self._chunks.append((ids, indices))
+            self._chunks.append((ids, indices, issued))
             self._count += len(ids)
 
-    def take(self, count: int) -> tuple[np.ndarray, np.ndarray]:
-        taken: list[tuple[np.ndarray, np.ndarray]] = []
+    def take(self, count: int) -> tuple[np.ndarray, np.ndarray, float | None]:
+        """Up to ``count`` samples from the front: (ids, indices, when the earliest of them
+        was issued)."""
+        taken: list[tuple[np.ndarray, np.ndarray, float | None]] = []
         need = min(count, self._count)
         while need:
-            ids, indices = self._chunks[0]
+            ids, indices, issued = self._chunks[0]
             if len(ids) <= need:
                 self._chunks.popleft()
-                taken.append((ids, indices))
+                taken.append((ids, indices, issued))
                 need -= len(ids)
             else:
-                taken.append((ids[:need], indices[:need]))
-                self._chunks[0] = (ids[need:], indices[need:])
+                taken.append((ids[:need], indices[:need], issued))
+                self._chunks[0] = (ids[need:], indices[need:], issued)
                 need = 0
-        self._count -= sum(len(ids) for ids, _ in taken)
+        self._count -= sum(len(chunk[0]) for chunk in taken)
         if len(taken) == 1:
             return taken[0]
         if not taken:
             return _EMPTY
-        return np.concatenate([i for i, _ in taken]), np.concatenate([x for _, x in taken])
+        return (np.concatenate([chunk[0] for chunk in taken]),
+                np.concatenate([chunk[1] for chunk in taken]), taken[0][2])
 
 
 class LoadGenSUT:
@@ -171,9 +174,10 @@ class LoadGenSUT:
     # -- LoadGen callbacks (LoadGen's threads) -----------------------------------------
     def issue_queries(self, ids: list[int], indices: list[int]) -> None:
         """Enqueue and return at once: LoadGen's clock is running (ConstructFastSUT's form)."""
+        issued = time.monotonic()
         if self.first_issue is None:
-            self.first_issue = time.monotonic()
-        self._queue.put((ids, indices))
+            self.first_issue = issued
+        self._queue.put((ids, indices, issued))
 
     def flush_queries(self) -> None:
         """LoadGen will issue nothing more: release anything held after a stop."""
@@ -217,10 +221,10 @@ class LoadGenSUT:
             if len(indices) > 1 and self.settings.sort_by_length:
                 order = np.argsort(self.qsl.lengths[indices], kind="stable")
                 ids, indices = ids[order], indices[order]
-            self._pending.add(ids, indices)
+            self._pending.add(ids, indices, item[2])
         return True
 
-    def _next_batch(self) -> tuple[np.ndarray, np.ndarray] | None:
+    def _next_batch(self) -> tuple[np.ndarray, np.ndarray, float | None] | None:
         """Take up to batch_size samples, blocking only when nothing is pending."""
         pending = self._pending
         while not pending:
@@ -251,7 +255,7 @@ class LoadGenSUT:
 
     def _run(self, generation: int) -> None:
         while (batch := self._next_batch()) is not None:
-            ids, indices = batch
+            ids, indices, issued = batch
             if not len(ids):
                 continue
             if self._deadline is not None and time.monotonic() > self._deadline:
@@ -260,13 +264,13 @@ class LoadGenSUT:
                 self._stopped_samples(ids)
                 continue
             if self._async:
-                self._dispatch(ids, indices)
+                self._dispatch(ids, indices, issued)
                 continue
             output = None
             with self._lock:
                 self._in_call = (ids, time.monotonic())
             try:
-                output = self._predict(indices)
+                output = self._predict(indices, issued)
             except BaseException as exc:  # noqa: BLE001 - reported after LoadGen ends
                 if generation == self._generation:
                     self._fail(exc, traceback.format_exc())
@@ -289,9 +293,9 @@ class LoadGenSUT:
         longest = int(self.qsl.lengths[indices].max())
         return min(full, -(-max(longest, 1) // bucket) * bucket)
 
-    def _predict(self, indices: np.ndarray) -> np.ndarray:
+    def _predict(self, indices: np.ndarray, issued: float | None) -> np.ndarray:
         seq = self._seq_len(indices)
-        return self._assemble(self.backend.predict(self.qsl.batch(indices, seq)), seq)
+        return self._assemble(self.backend.predict(self.qsl.batch(indices, seq, issued)), seq)
 
     def _assemble(self, logits: tuple[np.ndarray, np.ndarray], seq: int) -> np.ndarray:
         """[B, full, 2] float32 logits: the layout of the reference's response buffers, with
@@ -305,10 +309,10 @@ class LoadGenSUT:
         return output
 
     # -- asynchronous backends ---------------------------------------------------------
-    def _dispatch(self, ids: np.ndarray, indices: np.ndarray) -> None:
+    def _dispatch(self, ids: np.ndarray, indices: np.ndarray, issued: float | None) -> None:
         """Start a call and move on; the future's callback completes the samples."""
         seq = self._seq_len(indices)
-        batch = self.qsl.batch(indices, seq)
+        batch = self.qsl.batch(indices, seq, issued)
         while not self._slots.acquire(timeout=0.05):  # at most max_in_flight outstanding
             if self.stopped:
                 self._stopped_samples(ids)
