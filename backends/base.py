@@ -158,6 +158,17 @@ class Backend(ABC):
         None when it takes any length: the harness then runs each batch at its real length."""
         return None
 
+    def expected_performance(self, model_path: Path | None) -> dict[str, float] | None:
+        """What a backend that models its own timing will do with ``model_path``, asked
+        before :meth:`load`: ``{"samples_per_s": ..., "latency_s": ...}``, from which the
+        harness sizes LoadGen's test; None (the default): the user.conf says."""
+        return None
+
+    def preferred_batch_size(self, scenario: str) -> int | None:
+        """The batch size this backend wants in ``scenario`` when the user names none;
+        None (the default): the harness's own default."""
+        return None
+
     def close(self) -> None:  # noqa: B027 - optional hook, most backends hold nothing
         """Release the model; the backend may not be used afterwards."""
 

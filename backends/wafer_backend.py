@@ -36,6 +36,7 @@ MODEL_VERSION = "wafer-model 1"
 SPEC_PREFIX = "spec."
 NUMERICS_PREFIX = "numerics."
 NO_NUMERICS = "none"
+OFFLINE_BATCH = 64  # see preferred_batch_size
 DEFAULT_CACHE = Path(__file__).resolve().parents[1] / "models" / "store" / "wafer-logits"
 DEFAULT_IN_FLIGHT = 4096
 EMPTY_NOTE = ("empty answers (numerics=none): timing only, not valid for accuracy or "
@@ -63,6 +64,9 @@ class WaferBackend(Backend):
         "cache_dir": f"logits cache folder (default {DEFAULT_CACHE}; off: no disk cache)",
         "in_flight": f"calls outstanding at once (default {DEFAULT_IN_FLIGHT})",
         "numerics_batch": "rows per numerics call while staging (default 8)",
+        "expect": "plan: LoadGen's expected Offline samples/s and SingleStream/MultiStream "
+                  "latency come from the plan, after the user.conf's (default); user.conf: "
+                  "the user.conf's stand",
     }
     option_prefixes = (SPEC_PREFIX, NUMERICS_PREFIX)
 
@@ -85,6 +89,10 @@ class WaferBackend(Backend):
         )
         self._in_flight = _whole(options, "in_flight", DEFAULT_IN_FLIGHT)
         self._numerics_batch = _whole(options, "numerics_batch", 8)
+        self._expect = str(options.get("expect", "plan"))
+        if self._expect not in ("plan", "user.conf"):
+            raise BackendError(f"wafer backend: expect must be plan or user.conf, got "
+                               f"{self._expect!r}")
         cache = options.get("cache_dir", str(DEFAULT_CACHE))
         self._cache_root = None if str(cache) == "off" else Path(str(cache))
         self.arch: Architecture | None = None
@@ -115,15 +123,7 @@ class WaferBackend(Backend):
         self.close()
         self._bank, self._disk, self._on_disk = bank_mod.LogitsBank(), None, set()
         self._stage_error = None
-        arch_name = self.settings.options.get("arch")
-        if arch_name is not None:
-            self.arch = named(str(arch_name))
-        elif model_path is None:
-            raise BackendError("wafer backend: no model to read layer shapes from; give a "
-                               "model or name an architecture (arch=bert-large)")
-        else:
-            self.arch = from_model(Path(model_path))
-        self.plan = plan(self.arch, self.spec, self._options)
+        self.arch, self.plan = self._planned(model_path)
         if self._skip_padding:
             self.plan.prepare()
         if self.real_answers:
@@ -140,6 +140,31 @@ class WaferBackend(Backend):
         else:
             print(f"note: wafer backend: {EMPTY_NOTE}", file=sys.stderr)
         self._engine = Engine(make_device(self.plan, self._skip_padding))
+
+    def _planned(self, model_path: Path | None) -> tuple[Architecture, Plan]:
+        """The shapes timed (``arch=`` or the model's own) and their plan on the spec."""
+        arch_name = self.settings.options.get("arch")
+        if arch_name is not None:
+            arch = named(str(arch_name))
+        elif model_path is None:
+            raise BackendError("wafer backend: no model to read layer shapes from; give a "
+                               "model or name an architecture (arch=bert-large)")
+        else:
+            arch = from_model(Path(model_path))
+        return arch, plan(arch, self.spec, self._options)
+
+    def expected_performance(self, model_path: Path | None) -> dict[str, float] | None:
+        """The plan's samples/s and latency (``expect=plan``), so that a run with the
+        default user.conf, written for a CPU, asks LoadGen for a test this device fills."""
+        if self._expect != "plan":
+            return None
+        _, planned = self._planned(model_path)
+        return {"samples_per_s": planned.throughput, "latency_s": planned.latency_s}
+
+    def preferred_batch_size(self, scenario: str) -> int | None:
+        """Offline: calls of 64 samples, so the harness hands out the modelled device's
+        hundreds of thousands of samples/s (at 8 a call it tops out near 90k here)."""
+        return OFFLINE_BATCH if scenario == "Offline" else None
 
     def close(self) -> None:
         if self._engine is not None:

@@ -43,6 +43,7 @@ from harness.loadgen.settings import (
     MODES,
     check_scenario,
     check_user_conf,
+    expected_lines,
     make_test_settings,
     resolved_user_conf,
 )
@@ -160,6 +161,11 @@ def execute(config: RunConfig) -> RunOutcome:
             f"{Path(AUDIT_CONFIG).absolute()}: LoadGen would apply this audit.config to the run "
             "without a word; remove it (compliance tests: python -m harness compliance)")
     backend_class = get_backend_class(config.backend)  # unknown names fail before any work
+    backend = backend_class(config.backend_settings)  # bad options too; load() comes later
+    if config.batch_size is None:
+        preferred = backend.preferred_batch_size(config.scenario)
+        if preferred is not None:
+            config = dataclasses.replace(config, batch_size=preferred)
     model = resolve_model(
         config.model, model_backend(config.backend, config.backend_settings.options),
         config.model_store, config.model_mirrors, download=config.data.download, data=config.data,
@@ -174,10 +180,14 @@ def execute(config: RunConfig) -> RunOutcome:
     system = config.system or default_system_name(config.backend)
     final = run_dir(run_rules.results_root(config.results_dir, config.audit), system,
                     model.name, config.scenario, config.mode)
+    expected = expected_lines(config.scenario, backend.expected_performance(model.path))
+    if expected:
+        print(f"note: LoadGen's test is sized by the {config.backend} backend's own model: "
+              f"{'; '.join(expected)} (after the user.conf's lines)", file=sys.stderr)
     conf_text = resolved_user_conf(
         config.user_conf, config.scenario, len(data.features), config.short_run,
         run_rules.conf_lines(config.rules, config.scenario, len(data.features),
-                             config.short_run), config.rules,
+                             config.short_run), config.rules, expected, config.backend,
     )
     audit_text = run_rules.audit_config_text(config.audit)
     # Everything that can be wrong with the inputs fails here, before anything is written.
@@ -196,7 +206,6 @@ def execute(config: RunConfig) -> RunOutcome:
         None if config.max_run_minutes is None else config.max_run_minutes * 60,
     )
     apply_limits(test_settings, limits, config.mode)
-    backend = backend_class(config.backend_settings)
     try:
         backend.load(model.path)
         warmup = _warm_up(backend, data.features, config, limits.call_timeout_s)

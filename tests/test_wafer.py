@@ -511,3 +511,36 @@ def test_the_harness_wafer_plan_times_the_squad_features_real_lengths(tmp_path, 
     found = re.search(r"real lengths \(mean ([\d.]+) of 384 tokens\)", done.stdout)
     assert found, done.stdout
     assert 0 < float(found.group(1)) < 384
+
+
+def test_the_plan_sizes_loadgens_test_unless_expect_user_conf(tmp_path) -> None:
+    from harness.loadgen.settings import expected_lines, resolved_user_conf
+
+    wafer = get_backend_class("wafer")
+    timing = {"arch": "bert-large", "numerics": "null"}
+    backend = wafer(BackendSettings(device="cpu", options=timing))
+    planned = plan(named("bert-large"), load_spec("wse2"))
+    expected = backend.expected_performance(None)
+    assert expected == {"samples_per_s": planned.throughput, "latency_s": planned.latency_s}
+    assert backend.preferred_batch_size("Offline") == 64
+    assert backend.preferred_batch_size("Server") is None
+    kept = wafer(BackendSettings(device="cpu", options={**timing, "expect": "user.conf"}))
+    assert kept.expected_performance(None) is None
+    with pytest.raises(BackendError, match="expect must be plan or user.conf"):
+        wafer(BackendSettings(device="cpu", options={"expect": "maybe"}))
+    null = get_backend_class("null")(BackendSettings(device="cpu"))
+    assert null.expected_performance(None) is None and null.preferred_batch_size("Offline") is None
+
+    assert expected_lines("Offline", expected) == [
+        f"bert.Offline.target_qps = {planned.throughput:.6g}"]
+    assert expected_lines("Server", expected) == []  # the load asked for, not an expectation
+    single = expected_lines("SingleStream", expected)
+    assert float(single[0].split("=")[1]) == pytest.approx(planned.latency_s * 1e3, rel=1e-5)
+    multi = float(expected_lines("MultiStream", expected)[0].split("=")[1])
+    assert multi == pytest.approx((planned.latency_s + 7 / planned.throughput) * 1e3, rel=1e-5)
+    conf = tmp_path / "user.conf"
+    conf.write_text("bert.SingleStream.target_latency = 70\n")
+    text = resolved_user_conf(conf, "SingleStream", 100, True, expected=single,
+                              expected_from="wafer")
+    assert text.index("target_latency = 70") < text.index(single[0]) \
+        < text.index("# --- added by the harness")

@@ -117,3 +117,29 @@ def test_accuracy_equals_the_numerics_backends(squad_dir, demo_model_dir, tmp_pa
                            results_dir=tmp_path / f"results-{backend}", progress=False)
         scores[backend] = isolated(config, timeout_s=300).accuracy
     assert scores["wafer"].scores == scores["onnxruntime"].scores
+
+
+def test_a_cpu_user_conf_is_sized_by_the_plan(planned, run_dirs) -> None:
+    """The project's user.conf expects a CPU (70 ms a sample): the wafer's plan replaces
+    that expectation, so LoadGen generates enough queries and reports no error."""
+    root, squad = run_dirs
+    conf = "bert.SingleStream.target_latency = 70\nbert.SingleStream.min_duration = 1500\n"
+    result = harness_run(root, squad, "SingleStream", conf, *TIMING)
+    assert not result["errors"], result["errors"]
+    measured = result["latencies_ns"]["50.00"] / 1e9
+    assert measured == pytest.approx(planned.latency_s, rel=TOLERANCE)
+    run = next((root / "results-SingleStream").glob("*/*/SingleStream/performance/run_1"))
+    kept = (run / "user.conf").read_text()
+    assert kept.index("target_latency = 70") < kept.index(
+        f"bert.SingleStream.target_latency = {planned.latency_s * 1e3:.6g}")
+
+
+def test_expect_user_conf_keeps_the_users_expectation(planned, run_dirs) -> None:
+    root, squad = run_dirs
+    conf = "bert.Offline.target_qps = 100\nbert.Offline.min_duration = 500\n"
+    result = harness_run(root, squad, "Offline", conf, *TIMING, "expect=user.conf")
+    run = next((root / "results-Offline").glob("*/*/Offline/performance/run_1"))
+    assert "expected performance" not in (run / "user.conf").read_text()
+    # LoadGen issued what 100 samples/s for 0.5 s asks for, not the plan's thousands, and
+    # says the run ended too soon
+    assert result["samples_completed"] < 1000 and result["valid"] is False

@@ -187,12 +187,32 @@ def check_scenario(scenario: str) -> str:
     return scenario
 
 
+def expected_lines(scenario: str, expected: dict[str, float] | None) -> list[str]:
+    """user.conf lines for what a backend that models its own timing says it will do
+    (``Backend.expected_performance``): Offline ``target_qps``, SingleStream and MultiStream
+    ``target_latency`` (a MultiStream query of 8 samples: the latency plus 7 more samples at
+    the planned rate). Server's ``target_qps`` is the load asked for, never an expectation."""
+    if not expected:
+        return []
+    rate, latency = expected.get("samples_per_s"), expected.get("latency_s")
+    if scenario == "Offline" and rate:
+        return [f"{LOADGEN_MODEL}.Offline.target_qps = {rate:.6g}"]
+    if scenario == "SingleStream" and latency:
+        return [f"{LOADGEN_MODEL}.SingleStream.target_latency = {latency * 1e3:.6g}"]
+    if scenario == "MultiStream" and latency and rate:
+        return [f"{LOADGEN_MODEL}.MultiStream.target_latency = "
+                f"{(latency + 7 / rate) * 1e3:.6g}"]
+    return []
+
+
 def resolved_user_conf(
     user_conf: Path | None, scenario: str, qsl_size: int, short_run: bool,
     rules_lines: Sequence[str] = (), rules_name: str = "",
+    expected: Sequence[str] = (), expected_from: str = "",
 ) -> str:
     """Text of the single user.conf LoadGen will read for this run.
 
+    ``expected`` (:func:`expected_lines` of the backend ``expected_from``) and then
     ``rules_lines`` (a rule set's values, see ``harness.loadgen.rules``) come after the
     user's file, so that they win, and before the harness's own lines.
     """
@@ -200,6 +220,9 @@ def resolved_user_conf(
     parts: list[str] = []
     if user_conf is not None:
         parts.append(f"# --- from {user_conf}\n" + check_user_conf(user_conf))
+    if expected:
+        parts.append(f"# --- expected performance: the {expected_from} backend's own model "
+                     "(added by the harness)\n" + "\n".join(expected) + "\n")
     if rules_lines:
         parts.append(f"# --- rules {rules_name} (added by the harness)\n"
                      + "\n".join(rules_lines) + "\n")
