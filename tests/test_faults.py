@@ -29,6 +29,8 @@ def workspace(tmp_path_factory, squad_dir: Path, demo_model_dir: Path) -> Path:
     """A folder with a user.conf, and the first questions' features cached once."""
     root = tmp_path_factory.mktemp("faults")
     shutil.copy(REPO / "user.conf", root / "user.conf")
+    with (root / "user.conf").open("a", encoding="utf-8") as conf:  # a short Server run's
+        conf.write("bert.Server.target_qps = 50\n")  # 459 queries then fit in its 10 s
     done = cli(root, "data", "--mirror", str(squad_dir), "--no-download")
     assert done.returncode == 0, done.stderr
     return root

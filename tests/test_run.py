@@ -131,3 +131,15 @@ def test_rerun_replaces_the_previous_result(workspace: dict) -> None:
     (first / "marker").write_text("old")
     second = isolated(config(workspace, system="rerun")).directory
     assert second == first and not (second / "marker").exists()
+
+
+@pytest.mark.slow
+def test_a_short_server_run_issues_enough_queries_for_early_stopping(workspace) -> None:
+    """At 40 QPS a 10 s short run would issue 400 queries, which LoadGen's early stopping
+    can never call VALID; the short run's Server floor of 459 queries can be."""
+    conf = workspace["root"] / "server-40.conf"
+    conf.write_text("bert.Server.target_qps = 40\n")
+    outcome = isolated(config(workspace, scenario="Server", short_run=True, user_conf=conf),
+                       timeout_s=180)
+    assert outcome.loadgen.query_count >= 459
+    assert outcome.loadgen.valid, outcome.loadgen.invalid_reasons

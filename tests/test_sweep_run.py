@@ -36,6 +36,7 @@ backend = "null"
 short = true
 max_examples = 20
 min_duration_ms = 500
+min_query_count = 1
 backend_options = {{ delay_ms = 1 }}
 
 [points]
@@ -218,8 +219,8 @@ def test_ctrl_c_stops_the_running_point_and_keeps_finished_ones(workspace: Path)
 
 @pytest.mark.slow
 def test_find_peak_brackets_and_bisects_with_every_probe_kept(workspace: Path) -> None:
-    text = SWEEP.replace("[points]\ntarget_qps = [40, 80]\nbatch_size = [1, 2]\n", """
-min_query_count = 500
+    text = SWEEP.replace("min_query_count = 1\n", "min_query_count = 500\n").replace(
+        "[points]\ntarget_qps = [40, 80]\nbatch_size = [1, 2]\n", """
 [points]
 [peak]
 start = 100
