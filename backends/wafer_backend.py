@@ -96,6 +96,9 @@ class WaferBackend(Backend):
         cache = options.get("cache_dir", str(DEFAULT_CACHE))
         self._cache_root = None if str(cache) == "off" else Path(str(cache))
         self.arch: Architecture | None = None
+        # the last model's shapes and plan: expected_performance() and load() both need them,
+        # and reading a single-file ONNX graph's shapes reads the whole file (6 s for BERT-Large)
+        self._planned_for: tuple[Path | None, Architecture, Plan] | None = None
         self.plan: Plan | None = None
         self._numerics: Backend | None = None
         self._engine: Engine | None = None
@@ -143,6 +146,9 @@ class WaferBackend(Backend):
 
     def _planned(self, model_path: Path | None) -> tuple[Architecture, Plan]:
         """The shapes timed (``arch=`` or the model's own) and their plan on the spec."""
+        key = None if model_path is None else Path(model_path).resolve()
+        if self._planned_for is not None and self._planned_for[0] == key:
+            return self._planned_for[1], self._planned_for[2]
         arch_name = self.settings.options.get("arch")
         if arch_name is not None:
             arch = named(str(arch_name))
@@ -151,7 +157,9 @@ class WaferBackend(Backend):
                                "model or name an architecture (arch=bert-large)")
         else:
             arch = from_model(Path(model_path))
-        return arch, plan(arch, self.spec, self._options)
+        planned = plan(arch, self.spec, self._options)
+        self._planned_for = (key, arch, planned)
+        return arch, planned
 
     def expected_performance(self, model_path: Path | None) -> dict[str, float] | None:
         """The plan's samples/s and latency (``expect=plan``), so that a run with the

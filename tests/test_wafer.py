@@ -544,3 +544,22 @@ def test_the_plan_sizes_loadgens_test_unless_expect_user_conf(tmp_path) -> None:
                               expected_from="wafer")
     assert text.index("target_latency = 70") < text.index(single[0]) \
         < text.index("# --- added by the harness")
+
+
+def test_expected_performance_and_load_read_the_models_shapes_once(tiny_hf_dir, monkeypatch):
+    """Reading a single-file ONNX graph's shapes reads the whole file: the run's sizing and
+    its load share one reading."""
+    import backends.wafer_backend as wafer_module
+
+    reads = []
+    real = wafer_module.from_model
+    monkeypatch.setattr(wafer_module, "from_model", lambda path: reads.append(path) or real(path))
+    backend = get_backend_class("wafer")(BackendSettings(device="cpu",
+                                                         options={"numerics": "null"}))
+    expected = backend.expected_performance(tiny_hf_dir)
+    backend.load(tiny_hf_dir)
+    try:
+        assert len(reads) == 1
+        assert expected["samples_per_s"] == pytest.approx(backend.plan.throughput)
+    finally:
+        backend.close()
