@@ -216,21 +216,36 @@ def _percentiles(raw: dict[str, Any], suffix: str) -> dict[str, float]:
     }
 
 
+MLLOG_MARKER = ":::MLLOG"
+
+
+def mllog_entries(text: str):
+    """The entries of a LoadGen detail log (``:::MLLOG {json}`` lines), in order, as
+    ``(line number, entry)``; ``entry`` is None for a marked line that is not a JSON object
+    with a ``key`` (each reader decides whether that is an error)."""
+    for number, line in enumerate(text.splitlines(), start=1):
+        if not line.startswith(MLLOG_MARKER):
+            continue
+        try:
+            entry = json.loads(line[len(MLLOG_MARKER):])
+        except json.JSONDecodeError:
+            entry = None
+        if not isinstance(entry, dict) or "key" not in entry:
+            entry = None
+        yield number, entry
+
+
 def parse_detail_log(path: Path, scenario: str, mode: str) -> LoadGenResult:
     """Read ``mlperf_log_detail.txt`` (``:::MLLOG {json}`` lines) into a result."""
     raw: dict[str, Any] = {}
     errors: list[str] = []
     if path.is_file():
-        for line in path.read_text(encoding="utf-8", errors="replace").splitlines():
-            if not line.startswith(":::MLLOG "):
+        for _, entry in mllog_entries(path.read_text(encoding="utf-8", errors="replace")):
+            if entry is None:
                 continue
-            try:
-                entry = json.loads(line[len(":::MLLOG ") :])
-            except json.JSONDecodeError:
-                continue
-            raw[entry.get("key")] = entry.get("value")
-            if entry.get("metadata", {}).get("is_error"):
-                errors.append(f"{entry.get('key')}: {entry.get('value')}")
+            raw[entry["key"]] = entry.get("value")
+            if (entry.get("metadata") or {}).get("is_error"):
+                errors.append(f"{entry['key']}: {entry.get('value')}")
     latencies = _percentiles(raw, "_percentile_latency_ns")
     # MultiStream's metric: latency of whole queries (8 samples each)
     query_latencies = _percentiles(raw, "_percentile_per_query_latency_ns")

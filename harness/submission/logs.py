@@ -9,12 +9,12 @@ from pathlib import Path
 from typing import Any
 
 from harness.files import file_sha256
+from harness.loadgen.results import mllog_entries
 from harness.loadgen.rules import MAX_ACCURACY_LOG_BYTES, TRUNCATE_KEEP_CHARS
 
 DETAIL_LOG = "mlperf_log_detail.txt"
 SUMMARY_LOG = "mlperf_log_summary.txt"
 ACCURACY_LOG = "mlperf_log_accuracy.json"
-_MARKER = ":::MLLOG"
 TRUNCATION_MARK = "\n\n...\n\n"
 
 
@@ -35,16 +35,12 @@ class DetailLog:
         errors: list[str] = []
         warnings: list[str] = []
         text = Path(path).read_text(encoding="utf-8", errors="replace")
-        for number, line in enumerate(text.splitlines(), start=1):
-            if not line.startswith(_MARKER):
-                continue
-            try:
-                entry = json.loads(line[len(_MARKER):])
-                key, value = entry["key"], entry.get("value")
-                metadata = entry.get("metadata") or {}
-            except (json.JSONDecodeError, KeyError, TypeError, AttributeError):
+        for number, entry in mllog_entries(text):
+            metadata = entry.get("metadata") if entry is not None else None
+            if entry is None or not isinstance(metadata or {}, dict):
                 errors.append(f"line {number} is not a LoadGen log entry")
                 continue
+            key, value, metadata = entry["key"], entry.get("value"), metadata or {}
             values.setdefault(key, value)
             if metadata.get("is_error"):
                 errors.append(f"{key}: {value}")

@@ -21,7 +21,6 @@ VALID runs (:func:`best_point`).
 from __future__ import annotations
 
 import dataclasses
-import json
 import math
 import re
 from collections.abc import Callable, Sequence
@@ -29,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from harness.errors import HarnessError
+from harness.loadgen.results import mllog_entries
 from harness.sweep.spec import PeakSettings
 
 
@@ -208,21 +208,12 @@ def loadgen_probes(detail_log: Path, tolerance: float = 0.1) -> PeakResult:
 
 def _messages(detail_log: Path) -> list[str]:
     """LoadGen's generic messages and errors, in order."""
-    messages = []
     try:
-        lines = Path(detail_log).read_text(encoding="utf-8", errors="replace").splitlines()
+        text = Path(detail_log).read_text(encoding="utf-8", errors="replace")
     except OSError:
         return []
-    for line in lines:
-        if not line.startswith(":::MLLOG "):
-            continue
-        try:
-            entry = json.loads(line[len(":::MLLOG "):])
-        except json.JSONDecodeError:
-            continue
-        if entry.get("key") in ("generic_message", "error_runtime"):
-            messages.append(str(entry.get("value")))
-    return messages
+    return [str(entry.get("value")) for _, entry in mllog_entries(text)
+            if entry is not None and entry["key"] in ("generic_message", "error_runtime")]
 
 
 # ---- Offline -----------------------------------------------------------------------------
