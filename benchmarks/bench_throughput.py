@@ -44,6 +44,7 @@ REPO = Path(__file__).resolve().parents[1]
 MODEL = "minilm-l6-squad-demo"
 OFF = ["--seq-bucket", "0", "--batch-size", "1", "--no-sort"]  # the harness, features off
 DEFAULTS = "harness defaults (variable length, sorted, batch 8)"
+INT8 = "defaults, int8 dynamic model (VNNI)"  # a catalog name: the demo model only
 RAY_2 = "Ray, 2 actors x 1 thread"
 # name -> harness arguments (after `python -m harness accuracy`)
 VARIANTS: dict[str, list[str]] = {
@@ -53,7 +54,7 @@ VARIANTS: dict[str, list[str]] = {
     DEFAULTS: [],
     "defaults + ORT transformer fusions": ["--backend-option", "optimizer=transformers"],
     "defaults + 2 ORT instances x 1 thread": ["--backend-option", "instances=2"],
-    "defaults, int8 dynamic model (VNNI)": ["--model", f"{MODEL}-int8-dynamic"],
+    INT8: ["--model", f"{MODEL}-int8-dynamic"],
     "defaults, PyTorch fp32": ["--backend", "pytorch"],
     "defaults, PyTorch bf16 autocast": ["--backend", "pytorch",
                                         "--backend-option", "precision=bf16"],
@@ -155,9 +156,10 @@ def model_config(model: str) -> dict:
     return json.loads((folder / "config.json").read_text())
 
 
-def run_variant(name: str, extra: list[str], max_examples: int, scratch: Path) -> dict:
+def run_variant(name: str, extra: list[str], model: str, max_examples: int,
+                scratch: Path) -> dict:
     system = f"bench-{abs(hash(name)) % 10**8}"
-    command = [sys.executable, "-m", "harness", "accuracy", "--model", MODEL,
+    command = [sys.executable, "-m", "harness", "accuracy", "--model", model,
                "--max-examples", str(max_examples), "--results-dir", str(scratch),
                "--system", system, "--no-progress", *extra]
     done = subprocess.run(command, cwd=REPO, capture_output=True, text=True)
@@ -170,12 +172,12 @@ def run_variant(name: str, extra: list[str], max_examples: int, scratch: Path) -
             "exact_match": accuracy["scores"]["exact_match"]}
 
 
-def run_reference(max_examples: int, scratch: Path) -> dict:
+def run_reference(model_name: str, max_examples: int, scratch: Path) -> dict:
     from harness.squad.accuracy import score_accuracy_log
     from harness.squad.features import read_vocab
     from models.catalog import resolve_model
 
-    model = resolve_model(MODEL, "onnxruntime")
+    model = resolve_model(model_name, "onnxruntime")
     out = scratch / "reference"
     subprocess.run([sys.executable, str(REPO / "benchmarks" / "reference_loop.py"),
                     str(model.path), str(out), "--max-examples", str(max_examples)],
@@ -229,17 +231,15 @@ def main() -> None:
                         help="a random-weight model with these shapes instead of the demo "
                         "model (no int8 row, no null ceilings)")
     args = parser.parse_args()
-    global MODEL
-    if args.standin:
-        MODEL = str(build_standin(args.standin))
-        VARIANTS.pop("defaults, int8 dynamic model (VNNI)")
+    model = str(build_standin(args.standin)) if args.standin else MODEL
+    variants = {k: v for k, v in VARIANTS.items() if not (args.standin and k == INT8)}
     data = prepare_data(DataConfig(max_examples=args.max_examples), progress=False)
-    config = model_config(MODEL)
+    config = model_config(model)
     flops = useful_flops(data.features, config["num_hidden_layers"], config["hidden_size"],
                          config["intermediate_size"])
     gemm = gemm_rate()
     peak = max(gemm.values())
-    print(f"# Throughput, {Path(MODEL).name}, first {args.max_examples} questions "
+    print(f"# Throughput, {Path(model).name}, first {args.max_examples} questions "
           f"({len(data.features)} features, mean {np.mean(data.features.input_mask.sum(1)):.1f} "
           "real tokens)")
     print("machine fp32 GEMM: " + ", ".join(f"{k} {v:.0f} GFLOP/s" for k, v in gemm.items()))
@@ -252,23 +252,24 @@ def main() -> None:
     stem = "throughput" + (f"-{args.standin}-standin" if args.standin else "") \
         + ("-only" if args.only else "")
     out = REPO / "results" / "bench" / f"{stem}.json"
-    record["model"] = MODEL
+    record["model"] = model
     print("| variant | samples/s | vs reference | F1 | EM | useful GFLOP/s | of GEMM |")
     print("|---|---|---|---|---|---|---|", flush=True)
     with tempfile.TemporaryDirectory() as scratch_dir:
         scratch = Path(scratch_dir)
-        wanted = [REFERENCE, *VARIANTS]
+        wanted = [REFERENCE, *variants]
         if args.only:
             wanted = [n for n in wanted if any(w.lower() in n.lower() for w in args.only)]
         for name in wanted:
             print(f"running: {name} ...", file=sys.stderr, flush=True)
-            rows[name] = (run_reference(args.max_examples, scratch) if name == REFERENCE
-                          else run_variant(name, VARIANTS[name], args.max_examples, scratch))
+            rows[name] = (run_reference(model, args.max_examples, scratch) if name == REFERENCE
+                          else run_variant(name, variants[name], model, args.max_examples,
+                                           scratch))
             print(_row(name, rows[name], rows.get(REFERENCE, {}).get("samples_per_s"),
                        flops, peak), flush=True)
             write_json_atomic(out, record)  # what has run so far is never lost
         if args.ray_pairs > 0:
-            record["ray_pairs"] = ray_pairs(args.ray_pairs, args.max_examples, scratch)
+            record["ray_pairs"] = ray_pairs(args.ray_pairs, model, args.max_examples, scratch)
             write_json_atomic(out, record)
         if not args.only and not args.standin:
             record["null_ceilings"] = null_ceilings(scratch)
@@ -285,7 +286,7 @@ def main() -> None:
     write_json_atomic(out, record)
 
 
-def ray_pairs(count: int, max_examples: int, scratch: Path) -> list[dict]:
+def ray_pairs(count: int, model: str, max_examples: int, scratch: Path) -> list[dict]:
     """One process (the defaults) against 2 Ray actors, run back to back ``count`` times: a
     ratio from one pair is free of the machine's slower drifts (another tenant, the clock),
     which move a single row by several percent."""
@@ -295,8 +296,8 @@ def ray_pairs(count: int, max_examples: int, scratch: Path) -> list[dict]:
     pairs = []
     for index in range(count):
         print(f"running: pair {index + 1} of {count} ...", file=sys.stderr, flush=True)
-        one = run_variant(DEFAULTS, VARIANTS[DEFAULTS], max_examples, scratch)
-        ray = run_variant(RAY_2, VARIANTS[RAY_2], max_examples, scratch)
+        one = run_variant(DEFAULTS, VARIANTS[DEFAULTS], model, max_examples, scratch)
+        ray = run_variant(RAY_2, VARIANTS[RAY_2], model, max_examples, scratch)
         if "error" in one or "error" in ray:
             print(f"| {index + 1} | failed: {one.get('error') or ray.get('error')} | | |")
             continue
