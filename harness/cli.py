@@ -136,8 +136,8 @@ def _run_parser(sub, name: str, help_text: str) -> argparse.ArgumentParser:
                         help="LoadGen user.conf (default: %(default)s)")
     parser.add_argument("--short", action="store_true",
                         help="short run: 10 s minimum duration, no minimum query count (Server: "
-                        "459, the fewest early stopping accepts); minutes on a laptop, never "
-                        "submittable")
+                        "459, MultiStream: 662, the fewest early stopping accepts); minutes on a "
+                        "laptop, never submittable")
     parser.add_argument("--system", default=None, help="system name in the results tree")
     parser.add_argument("--results-dir", type=_cli_path, default=DEFAULT_RESULTS)
     parser.add_argument("--model-store", type=_cli_path, default=DEFAULT_STORE)

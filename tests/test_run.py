@@ -143,3 +143,18 @@ def test_a_short_server_run_issues_enough_queries_for_early_stopping(workspace) 
                        timeout_s=180)
     assert outcome.loadgen.query_count >= 459
     assert outcome.loadgen.valid, outcome.loadgen.invalid_reasons
+
+
+@pytest.mark.slow
+def test_a_short_multistream_run_issues_enough_queries_for_early_stopping(workspace) -> None:
+    """Expecting 200 ms a query, LoadGen would generate 100 queries for a 10 s short run (and
+    run out of them at 15 ms a query); the MultiStream floor of 662 is what early stopping
+    needs for a VALID run."""
+    conf = workspace["root"] / "multistream-200.conf"
+    conf.write_text("bert.MultiStream.target_latency = 200\n")
+    outcome = isolated(config(workspace, scenario="MultiStream", short_run=True, user_conf=conf,
+                              backend_settings=BackendSettings(options={"delay_ms": 15})),
+                       timeout_s=180)
+    assert outcome.loadgen.query_count >= 662
+    assert outcome.loadgen.valid, outcome.loadgen.invalid_reasons
+    assert not outcome.loadgen.errors

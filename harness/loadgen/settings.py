@@ -30,15 +30,15 @@ LOADGEN_MODEL = "bert"  # the benchmark name mlperf.conf knows
 # Short-run setting: enough to see a real LoadGen run in about ten seconds of timed work per
 # scenario on a laptop. The results are INVALID for a submission (the real minimum is 600 s
 # and, for BERT, 10833 Offline samples or 270336 Server queries), and are marked as such.
-# Server keeps a floor of 459 queries: fewer can never be VALID, as LoadGen's early stopping
-# needs 459 queries, none over the bound, to vouch for a 99th percentile (0.99^459 < 0.01);
-# with fewer it says "Would need to run at least N more queries".
-EARLY_STOPPING_MIN_QUERIES = 459
+# Server and MultiStream keep a floor of queries: fewer can never be VALID, as LoadGen's
+# early stopping needs that many, none over the bound, to vouch for their 99th percentile
+# (Server: 0.99^459 < 0.01; MultiStream, LoadGen 6.0.17's own figure: "Need to process at
+# least 662 queries for early stopping"). SingleStream's p90 needs 64, which 10 s gives.
+EARLY_STOPPING_MIN_QUERIES = {"Server": 459, "MultiStream": 662}
 SHORT_RUN_LINES = {
     scenario: (
         f"*.{scenario}.min_duration = 10000",
-        f"*.{scenario}.min_query_count = "
-        f"{EARLY_STOPPING_MIN_QUERIES if scenario == 'Server' else 1}",
+        f"*.{scenario}.min_query_count = {EARLY_STOPPING_MIN_QUERIES.get(scenario, 1)}",
     )
     for scenario in SCENARIOS
 }
