@@ -20,11 +20,11 @@ import time
 import numpy as np
 
 from backends import BackendError, BackendSettings, available_backends, get_backend_class
+from common.errors import HarnessError
 from harness.agreement import NOT_BY_DEFAULT, run_backend
-from harness.errors import HarnessError
-from harness.squad.data import DataConfig, prepare_data
-from harness.squad.features import ARRAY_NAMES, FeatureSet
 from models.catalog import DEFAULT_MODEL, resolve_model
+from squad.data import DataConfig, prepare_data
+from squad.features import ARRAY_NAMES, FeatureSet
 
 DEFAULT_MODELS = (DEFAULT_MODEL, f"{DEFAULT_MODEL}-int8-dynamic", f"{DEFAULT_MODEL}-int8-static")
 HELD_OUT_FEATURES = 2841  # the demo model's held-out questions (first 2804) span these

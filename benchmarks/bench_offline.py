@@ -19,8 +19,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from harness.squad.data import DataConfig, prepare_data
-from harness.squad.features import build_features
+from squad.data import DataConfig, prepare_data
+from squad.features import build_features
 
 REPO = Path(__file__).resolve().parents[1]
 

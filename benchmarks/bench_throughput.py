@@ -37,8 +37,8 @@ from pathlib import Path
 
 import numpy as np
 
-from harness.files import SHARED_DIR, write_json_atomic
-from harness.squad.data import DataConfig, prepare_data
+from common.files import SHARED_DIR, write_json_atomic
+from squad.data import DataConfig, prepare_data
 
 REPO = Path(__file__).resolve().parents[1]
 MODEL = "minilm-l6-squad-demo"
@@ -173,9 +173,9 @@ def run_variant(name: str, extra: list[str], model: str, max_examples: int,
 
 
 def run_reference(model_name: str, max_examples: int, scratch: Path) -> dict:
-    from harness.squad.accuracy import score_accuracy_log
-    from harness.squad.features import read_vocab
     from models.catalog import resolve_model
+    from squad.accuracy import score_accuracy_log
+    from squad.features import read_vocab
 
     model = resolve_model(model_name, "onnxruntime")
     out = scratch / "reference"

@@ -27,7 +27,7 @@ import numpy as np
 import onnxruntime as ort
 
 from backends import tensor_names
-from harness.squad.data import DataConfig, prepare_data
+from squad.data import DataConfig, prepare_data
 
 
 class ReferenceStyleSUT:

@@ -36,15 +36,15 @@ from backends import (
     model_backend,
 )
 from backends import available_backends as registered_backends
-from harness.errors import ConfigError, HarnessError
-from harness.files import slug, write_json_atomic
+from common.errors import ConfigError, HarnessError
+from common.files import slug, write_json_atomic
 from harness.loadgen.results import DEFAULT_RESULTS
-from harness.squad.data import DataConfig, prepare_data
-from harness.squad.features import FeatureSet, read_vocab
-from harness.squad.metrics import SquadScores, evaluate
-from harness.squad.postprocess import predict_answers
 from models.catalog import DEFAULT_MODEL, DEFAULT_STORE, resolve_model
 from models.resolved import ResolvedModel
+from squad.data import DataConfig, prepare_data
+from squad.features import FeatureSet, read_vocab
+from squad.metrics import SquadScores, evaluate
+from squad.postprocess import predict_answers
 
 # The null backend is a stand-in with made-up logits: compared only when asked for by name.
 NOT_BY_DEFAULT = frozenset({"null", "ray", "wafer"})  # no model, or a cluster: only when named

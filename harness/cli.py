@@ -18,16 +18,16 @@ from backends import (
     get_backend_class,
 )
 from backends.base import DEVICES
+from common.errors import ConfigError, HarnessError, HarnessWarning
+from common.files import PROJECT_ROOT
 from harness import agreement
-from harness.errors import ConfigError, HarnessError, HarnessWarning
-from harness.files import PROJECT_ROOT
 from harness.loadgen import rules as run_rules
 from harness.loadgen.driver import ForcedStop, RunInterrupted
 from harness.loadgen.results import DEFAULT_RESULTS
 from harness.loadgen.settings import SCENARIOS
 from harness.runner import RunConfig, execute
-from harness.squad.data import DataConfig, prepare_data
 from models.catalog import CATALOG, DEFAULT_MODEL, DEFAULT_STORE, resolve_model
+from squad.data import DataConfig, prepare_data
 
 
 def _cli_path(text: str) -> Path:
@@ -507,8 +507,8 @@ def _cmd_model(args: argparse.Namespace) -> int:
 
 
 def _cmd_score(args: argparse.Namespace) -> int:
-    from harness.squad.accuracy import score_accuracy_log
-    from harness.squad.features import read_vocab
+    from squad.accuracy import score_accuracy_log
+    from squad.features import read_vocab
 
     data = prepare_data(_data_config(args))
     report, _ = score_accuracy_log(

@@ -19,8 +19,8 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 from backends import BackendError, BackendSettings, get_backend_class, model_backend
-from harness.errors import ConfigError, HarnessError
-from harness.files import file_md5, write_json_atomic
+from common.errors import ConfigError, HarnessError
+from common.files import file_md5, write_json_atomic
 from harness.loadgen import rules as run_rules
 from harness.loadgen.driver import ForcedStop, RunInterrupted, run_test
 from harness.loadgen.limits import (
@@ -48,10 +48,10 @@ from harness.loadgen.settings import (
     resolved_user_conf,
 )
 from harness.loadgen.sut import BackendCallTimeout, LoadGenSUT, SUTSettings
-from harness.squad.data import BERT_VOCAB, SQUAD_DEV, DataConfig, PreparedData, prepare_data
-from harness.squad.features import read_vocab
 from harness.system import default_system_name, describe_host
 from models.catalog import DEFAULT_MODEL, DEFAULT_STORE, resolve_model, vocab_for_model
+from squad.data import BERT_VOCAB, SQUAD_DEV, DataConfig, PreparedData, prepare_data
+from squad.features import read_vocab
 
 # Batch sizes when none is given: Offline batches of 8 similar-length samples ran the demo
 # model at 1.4x batch 1 (ORT, variable length, this 2-core VM); MultiStream queries carry 8
@@ -380,7 +380,7 @@ def _start_test(backend, features, config: RunConfig, test_settings, limits: Run
 
 
 def _score(outdir: Path, data: PreparedData, model):
-    from harness.squad.accuracy import score_accuracy_log
+    from squad.accuracy import score_accuracy_log
 
     report, predictions = score_accuracy_log(
         outdir / "mlperf_log_accuracy.json", data.features, data.examples,

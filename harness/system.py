@@ -6,7 +6,7 @@ import os
 import platform
 from pathlib import Path
 
-from harness.files import slug
+from common.files import slug
 
 
 def cpu_model() -> str:

@@ -20,9 +20,9 @@ from pathlib import Path
 import numpy as np
 
 from backends import tensor_names
-from harness.errors import ConfigError
-from harness.squad.data import DataConfig, prepare_data
-from harness.squad.features import FeatureSet
+from common.errors import ConfigError
+from squad.data import DataConfig, prepare_data
+from squad.features import FeatureSet
 
 FORMS = "first:N, range:START:STOP or indexes:FILE"
 

@@ -19,8 +19,8 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from backends import backend_entry, formats
-from harness.errors import ConfigError, HarnessWarning
-from harness.files import (
+from common.errors import ConfigError, HarnessWarning
+from common.files import (
     SHARED_DIR,
     RemoteFile,
     ensure_file,
@@ -29,9 +29,9 @@ from harness.files import (
     slug,
     write_json_atomic,
 )
-from harness.squad.data import DataConfig
 from models.derived import resolve_int8_model, split_int8_name
 from models.resolved import ResolvedModel
+from squad.data import DataConfig
 
 DEFAULT_MODEL = "minilm-l6-squad-demo"
 DEFAULT_STORE = Path("models/store")

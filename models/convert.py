@@ -43,7 +43,7 @@ from typing import Any
 import numpy as np
 
 from backends import BackendError, FeatureBatch, formats, tensor_names
-from harness.files import atomic_path
+from common.files import atomic_path
 from models import tf_bert
 from models.bert_weights import (
     GELU_FOR_HF_ACT,

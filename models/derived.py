@@ -17,11 +17,11 @@ from __future__ import annotations
 import dataclasses
 from pathlib import Path
 
-from harness.errors import ConfigError
-from harness.files import file_md5
-from harness.squad.data import DataConfig
+from common.errors import ConfigError
+from common.files import file_md5
 from models.quantize import QuantizeSettings, ensure_quantized
 from models.resolved import ResolvedModel
+from squad.data import DataConfig
 
 # For ``--exclude``: the FFN output projections, whose inputs carry the demo model's outlier
 # activations, in Hugging Face exports ("/inner/bert/encoder/layer.0/output/dense/MatMul")

@@ -32,8 +32,8 @@ from typing import Any
 import numpy as np
 
 from backends import BackendError, BackendSettings, FeatureBatch, load_backend, tensor_names
-from harness.errors import HarnessError
-from harness.files import atomic_path
+from common.errors import HarnessError
+from common.files import atomic_path
 
 # Highest ONNX IR version that onnxruntime 1.31 loads.
 MAX_ORT_IR_VERSION = 13

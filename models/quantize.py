@@ -45,10 +45,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from harness.errors import ConfigError, HarnessError
-from harness.files import atomic_path, file_md5, write_text_atomic
-from harness.squad.data import DataConfig
-from harness.squad.features import FeatureSet
+from common.errors import ConfigError, HarnessError
+from common.files import atomic_path, file_md5, write_text_atomic
 from models.calibration import (
     CalibrationSpec,
     calibration_features,
@@ -56,6 +54,8 @@ from models.calibration import (
     feature_reader,
     parse_calibration_spec,
 )
+from squad.data import DataConfig
+from squad.features import FeatureSet
 
 METHODS = ("dynamic", "static")
 QUANT_TYPES = ("qint8", "quint8")
@@ -228,7 +228,7 @@ def quantize_model(
 ) -> dict[str, Any]:
     """Quantize ``src`` into ``dst`` (atomically) and write the recipe; return the recipe.
 
-    ``data`` (a :class:`harness.squad.data.DataConfig`) says where the SQuAD features come
+    ``data`` (a :class:`squad.data.DataConfig`) says where the SQuAD features come
     from for static calibration; ``features`` (a FeatureSet) overrides it, for tests.
     """
     src, dst = Path(src), Path(dst)

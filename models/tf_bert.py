@@ -31,7 +31,7 @@ from typing import Any
 import numpy as np
 
 from backends import tensor_names
-from harness.files import atomic_path
+from common.files import atomic_path
 from models.bert_weights import GELUS, ModelConversionError, bert_shape, is_model_variable
 
 INPUT_NAMES = tensor_names.INPUTS["mlperf"]  # MLPerf's model.pb placeholders

@@ -17,8 +17,8 @@ import pytest
 
 from backends import Backend, BackendSettings, FeatureBatch, load_backend
 from harness.runner import RunConfig, RunOutcome, execute
-from harness.squad.data import DataConfig
-from harness.squad.features import FeatureSet
+from squad.data import DataConfig
+from squad.features import FeatureSet
 
 # ---- optional libraries -------------------------------------------------------------------
 

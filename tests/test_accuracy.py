@@ -6,9 +6,9 @@ import json
 
 import pytest
 
-from harness.squad.accuracy import AccuracyReport, accuracy_targets, reference_truncated_scores
-from harness.squad.examples import SquadExample
-from harness.squad.metrics import SquadScores, evaluate
+from squad.accuracy import AccuracyReport, accuracy_targets, reference_truncated_scores
+from squad.examples import SquadExample
+from squad.metrics import SquadScores, evaluate
 
 
 def test_targets_are_99_and_99_9_percent_of_90_874() -> None:

@@ -11,8 +11,8 @@ import pytest
 from backends import REGISTRY, BackendEntry
 from harness import agreement
 from harness.cli import main
-from harness.squad.metrics import SquadScores
 from models.quantize import QuantizeSettings, quantize_model
+from squad.metrics import SquadScores
 from tests.helpers import random_features
 
 

@@ -16,11 +16,11 @@ import numpy as np
 import pytest
 
 from backends import BackendError
-from harness.errors import ConfigError, DataError
+from common.errors import ConfigError, DataError
 from harness.loadgen.settings import UserConfWarning, check_user_conf, resolved_user_conf
-from harness.squad.accuracy import PartialLogWarning, score_accuracy_log
-from harness.squad.examples import read_squad_examples
-from harness.squad.features import build_features, read_vocab
+from squad.accuracy import PartialLogWarning, score_accuracy_log
+from squad.examples import read_squad_examples
+from squad.features import build_features, read_vocab
 from tests.helpers import FAST_CONF, needs, open_backend, write_squad
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -287,7 +287,7 @@ def test_logits_longer_than_the_features_name_the_log(small_data: dict, tmp_path
 def cli_workspace(squad_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> dict:
     """A folder with a user.conf, the official files and their features built once, and
     the data arguments that use them."""
-    from harness.squad.data import DataConfig, prepare_data
+    from squad.data import DataConfig, prepare_data
 
     root = tmp_path_factory.mktemp("cli")
     (root / "user.conf").write_text(FAST_CONF)

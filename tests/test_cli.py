@@ -68,8 +68,8 @@ def test_malformed_dev_json(project: Path) -> None:
 def test_malformed_json_with_no_md5_check_is_named(tmp_path: Path) -> None:
     bad = tmp_path / "dev.json"
     bad.write_text("[1, 2")
-    from harness.errors import DataError
-    from harness.squad.examples import read_squad_examples
+    from common.errors import DataError
+    from squad.examples import read_squad_examples
 
     with pytest.raises(DataError, match=str(bad)):
         read_squad_examples(bad)

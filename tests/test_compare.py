@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from harness.errors import HarnessError
+from common.errors import HarnessError
 from harness.sweep.compare import change, compare
 
 

@@ -15,16 +15,16 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from harness.files import file_sha256
-from harness.squad.examples import read_squad_examples
-from harness.squad.features import (
+from common.files import file_sha256
+from models import catalog
+from squad.examples import read_squad_examples
+from squad.features import (
     ARRAY_NAMES,
     FeatureCacheWarning,
     FeatureSet,
     build_features,
     load_or_build_features,
 )
-from models import catalog
 from tests.helpers import needs, write_squad
 
 # ---- feature cache ------------------------------------------------------------------------

@@ -8,8 +8,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from harness.squad.examples import SquadExample, read_squad_examples, split_context
-from harness.squad.features import (
+from squad.examples import SquadExample, read_squad_examples, split_context
+from squad.features import (
     FeatureSet,
     FeatureSettings,
     build_features,

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from harness.errors import DataError
-from harness.files import RemoteFile, ensure_file
+from common.errors import DataError
+from common.files import RemoteFile, ensure_file
 
 
 def _remote(tmp_path: Path, content: bytes, url_path: Path | None = None) -> RemoteFile:
@@ -71,7 +71,7 @@ def test_download_with_wrong_md5_leaves_nothing(tmp_path: Path) -> None:
 
 
 def test_official_files_from_the_shared_mirror(squad_dir: Path, tmp_path: Path) -> None:
-    from harness.squad.data import BERT_VOCAB, SQUAD_DEV
+    from squad.data import BERT_VOCAB, SQUAD_DEV
 
     for remote in (SQUAD_DEV, BERT_VOCAB):
         path = ensure_file(remote, tmp_path, [squad_dir], download=False, progress=False)

@@ -7,9 +7,9 @@ from pathlib import Path
 import pytest
 
 from backends import REGISTRY, formats
-from harness.errors import ConfigError, DataError
-from harness.squad.data import DataConfig
+from common.errors import ConfigError, DataError
 from models import catalog
+from squad.data import DataConfig
 from tests.helpers import needs
 
 

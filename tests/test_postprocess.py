@@ -8,10 +8,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from harness.errors import DataError
-from harness.squad.examples import SquadExample, read_squad_examples, split_context
-from harness.squad.features import FeatureSettings, build_features, read_vocab
-from harness.squad.postprocess import final_text, predict_answers, read_accuracy_log
+from common.errors import DataError
+from squad.examples import SquadExample, read_squad_examples, split_context
+from squad.features import FeatureSettings, build_features, read_vocab
+from squad.postprocess import final_text, predict_answers, read_accuracy_log
 
 SQUAD_DIR = Path(__file__).resolve().parents[2] / "shared" / "squad"
 CONTEXT = "The Eiffel Tower was completed in 1889 by Gustave Eiffel's company, a café owner said."

@@ -14,8 +14,8 @@ import pytest
 from backends import BackendError, BackendSettings, FeatureBatch
 from harness.loadgen.sut import PAD_LOGIT
 from harness.runner import RunConfig
-from harness.squad.data import prepare_data
-from harness.squad.postprocess import read_accuracy_log
+from squad.data import prepare_data
+from squad.postprocess import read_accuracy_log
 from tests.helpers import CPU, FAST_CONF, isolated, needs, open_backend, random_batch, squad_data
 from tests.tiny_models import make_mlperf_pytorch_state_dict
 

@@ -13,8 +13,8 @@ from backends import BackendSettings
 from backends.null import NullBackend
 from harness.loadgen.qsl import QuerySampleLibrary, SampleNotLoadedError
 from harness.loadgen.sut import PAD_LOGIT, BackendCallTimeout, LoadGenSUT, SUTSettings
-from harness.squad.examples import read_squad_examples
-from harness.squad.features import FeatureSet, build_features
+from squad.examples import read_squad_examples
+from squad.features import FeatureSet, build_features
 
 
 @pytest.fixture(scope="module")

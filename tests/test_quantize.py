@@ -14,12 +14,12 @@ import numpy as np
 import pytest
 
 from backends import FeatureBatch
-from harness.errors import ConfigError
-from harness.files import file_md5
-from harness.squad.features import FeatureSet
+from common.errors import ConfigError
+from common.files import file_md5
 from models import catalog, derived, quantize
 from models.calibration import parse_calibration_spec
 from models.quantize import QuantizeError, QuantizeSettings, quantize_model, read_recipe
+from squad.features import FeatureSet
 from tests.helpers import CPU_1T, needs, open_backend, random_features
 
 SEQ = 384

@@ -10,12 +10,12 @@ import numpy as np
 import pytest
 
 from backends import BackendSettings
-from harness.errors import HarnessError
+from common.errors import HarnessError
 from harness.runner import RunConfig
-from harness.squad.data import prepare_data
-from harness.squad.features import read_vocab
-from harness.squad.metrics import evaluate
-from harness.squad.postprocess import predict_answers, read_accuracy_log
+from squad.data import prepare_data
+from squad.features import read_vocab
+from squad.metrics import evaluate
+from squad.postprocess import predict_answers, read_accuracy_log
 from tests.helpers import FAST_CONF, STREAM_QUERIES, isolated, squad_data
 
 

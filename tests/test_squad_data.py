@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from harness.errors import DataError
-from harness.squad.examples import read_squad_examples, split_context
+from common.errors import DataError
+from squad.examples import read_squad_examples, split_context
 from tests.helpers import write_squad
 
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from harness.squad.examples import SquadExample
-from harness.squad.metrics import (
+from squad.examples import SquadExample
+from squad.metrics import (
     SquadScores,
     evaluate,
     exact_match_score,

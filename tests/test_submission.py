@@ -13,8 +13,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from common.errors import ConfigError
 from harness.cli import _run_config, build_parser, main
-from harness.errors import ConfigError
 from harness.loadgen import rules
 from harness.loadgen.settings import resolved_user_conf
 from harness.runner import RunConfig, execute
@@ -260,7 +260,7 @@ def test_test01_accuracy_identical_missing_and_empty(tmp_path: Path) -> None:
 
 @pytest.fixture(scope="module")
 def small_data(tmp_path_factory, squad_dir: Path):
-    from harness.squad.data import prepare_data
+    from squad.data import prepare_data
     from tests.helpers import squad_data
 
     root = tmp_path_factory.mktemp("subdata")
@@ -497,7 +497,7 @@ def test_each_broken_rule_is_one_explained_failure(tmp_path: Path, name: str) ->
 
 
 def test_test01_at_f1_zero_needs_identical_answers(tmp_path, small_data, monkeypatch) -> None:
-    from harness.squad.metrics import SquadScores
+    from squad.metrics import SquadScores
 
     base, other = _answering(small_data), _answering(small_data, shift=3)
     accuracy_log(tmp_path / "acc" / "mlperf_log_accuracy.json", list(base.items()))
@@ -513,8 +513,8 @@ def test_test01_at_f1_zero_needs_identical_answers(tmp_path, small_data, monkeyp
 
 
 def test_accuracy_txt_ends_with_the_hash_of_the_log_it_scored(tmp_path, small_data) -> None:
-    from harness.squad.accuracy import score_accuracy_log
-    from harness.squad.features import read_vocab
+    from squad.accuracy import score_accuracy_log
+    from squad.features import read_vocab
 
     log = accuracy_log(tmp_path / "mlperf_log_accuracy.json",
                        list(_answering(small_data).items()))

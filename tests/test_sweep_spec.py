@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from harness.errors import ConfigError
+from common.errors import ConfigError
 from harness.sweep.formula import evaluate
 from harness.sweep.plan import base_conf_text, expand, make_point
 from harness.sweep.spec import load_sweep

@@ -189,7 +189,7 @@ def test_accuracy_run_end_to_end(tmp_path, squad_dir: Path) -> None:
     import json
 
     from harness.runner import RunConfig
-    from harness.squad.postprocess import read_accuracy_log
+    from squad.postprocess import read_accuracy_log
 
     model = make_mlperf_frozen_graph(tmp_path / "model.pb", seed=1)
     conf = tmp_path / "user.conf"

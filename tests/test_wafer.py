@@ -421,9 +421,9 @@ def test_describe_records_spec_mode_plan_and_numerics(staged) -> None:
 
 
 def test_numerics_none_gives_empty_answers_and_says_so(squad_dir, tmp_path) -> None:
-    from harness.squad.data import prepare_data
-    from harness.squad.features import read_vocab
-    from harness.squad.postprocess import predict_answers
+    from squad.data import prepare_data
+    from squad.features import read_vocab
+    from squad.postprocess import predict_answers
     from tests.helpers import squad_data
 
     data = prepare_data(squad_data(tmp_path, squad_dir, 30), progress=False)

@@ -19,7 +19,7 @@ import threading
 import time
 from typing import Any
 
-from harness.errors import HarnessError
+from common.errors import HarnessError
 from harness.loadgen.sut import LoadGenSUT
 
 STOP_GRACE_S = 30.0  # how long LoadGen may take to end after the SUT stopped

@@ -25,7 +25,7 @@ import dataclasses
 import math
 from typing import Any
 
-from harness.errors import ConfigError
+from common.errors import ConfigError
 
 OUTSTANDING_BUDGET_S = 2.0  # Server: seconds of queries at the target rate allowed in flight
 MIN_OUTSTANDING = 8  # ... but never fewer queries than this

@@ -13,8 +13,8 @@ from collections.abc import Callable
 import numpy as np
 
 from backends.base import FeatureBatch
-from harness.errors import HarnessError
-from harness.squad.features import FeatureSet
+from common.errors import HarnessError
+from squad.features import FeatureSet
 
 
 class SampleNotLoadedError(HarnessError):

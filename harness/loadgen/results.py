@@ -22,8 +22,8 @@ from typing import Any
 
 from filelock import FileLock, Timeout
 
-from harness.errors import HarnessError
-from harness.files import slug, write_text_atomic
+from common.errors import HarnessError
+from common.files import slug, write_text_atomic
 
 DEFAULT_RESULTS = Path("results")
 DIR_MODE = 0o755

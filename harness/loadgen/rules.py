@@ -21,7 +21,7 @@ import dataclasses
 from pathlib import Path
 from typing import Any
 
-from harness.errors import ConfigError
+from common.errors import ConfigError
 
 LOADGEN = "loadgen"  # LoadGen 6's built-in mlperf.conf, as it is
 V1_0 = "v1.0"

@@ -32,7 +32,7 @@ from collections import deque
 import numpy as np
 
 from backends.base import Backend
-from harness.errors import HarnessError
+from common.errors import HarnessError
 from harness.loadgen.qsl import QuerySampleLibrary
 
 

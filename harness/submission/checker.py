@@ -18,7 +18,7 @@ import re
 from pathlib import Path
 from typing import Any
 
-from harness.files import file_sha256
+from common.files import file_sha256
 from harness.loadgen.rules import (
     AUDITS,
     BENCHMARKS,

@@ -29,10 +29,6 @@ from harness.loadgen.rules import (
     SINGLE_STREAM_RELAXED_NS,
     TEST01_ACCURACY_TOLERANCE,
 )
-from harness.squad.data import PreparedData
-from harness.squad.features import read_vocab
-from harness.squad.metrics import SquadScores, evaluate
-from harness.squad.postprocess import predict_answers
 from harness.submission.logs import (
     ACCURACY_LOG,
     DETAIL_LOG,
@@ -41,6 +37,10 @@ from harness.submission.logs import (
     metric_value,
     read_responses,
 )
+from squad.data import PreparedData
+from squad.features import read_vocab
+from squad.metrics import SquadScores, evaluate
+from squad.postprocess import predict_answers
 
 PASS = "TEST PASS"
 FAIL = "TEST FAIL"

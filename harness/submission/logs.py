@@ -8,7 +8,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from harness.files import file_sha256
+from common.files import file_sha256
 from harness.loadgen.results import mllog_entries
 from harness.loadgen.rules import MAX_ACCURACY_LOG_BYTES, TRUNCATE_KEEP_CHARS
 

@@ -20,13 +20,13 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from harness.errors import HarnessError
+from common.errors import HarnessError
 from harness.loadgen.results import run_dir
 from harness.loadgen.rules import DEV_SET_FEATURES, results_root
 from harness.runner import RunConfig, execute
-from harness.squad.data import prepare_data
 from harness.submission import compliance
 from harness.submission.logs import ACCURACY_LOG, DETAIL_LOG, DetailLog
+from squad.data import prepare_data
 
 # A submission's runs may take hours (an accuracy run of a slow model, 600 s tests): the
 # harness's default run limit must not cut them short. Recorded in each run's settings.json.

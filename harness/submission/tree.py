@@ -30,8 +30,8 @@ from pathlib import Path
 from typing import Any
 
 from backends import model_backend
-from harness.errors import ConfigError
-from harness.files import PROJECT_ROOT, slug
+from common.errors import ConfigError
+from common.files import PROJECT_ROOT, slug
 from harness.loadgen.rules import (
     AUDITS,
     BENCHMARKS,
@@ -41,11 +41,11 @@ from harness.loadgen.rules import (
     mlperf_conf_text,
 )
 from harness.runner import RunConfig
-from harness.squad.data import prepare_data
 from harness.submission import compliance, runs, system_desc
 from harness.submission.logs import ACCURACY_LOG, DETAIL_LOG, SUMMARY_LOG, truncate_accuracy_log
 from harness.system import default_system_name
 from models.catalog import resolve_model
+from squad.data import prepare_data
 
 DIVISIONS = ("closed", "open")
 DEFAULT_DESCRIPTION_FILE = Path("submission.toml")

@@ -15,8 +15,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from harness.errors import HarnessError
-from harness.files import slug
+from common.errors import HarnessError
+from common.files import slug
 from harness.sweep.record import FIGURES, find_run, run_figures, run_settings
 from harness.sweep.spec import load_sweep
 

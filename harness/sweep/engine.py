@@ -21,8 +21,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from harness.errors import ConfigError
-from harness.files import slug, write_text_atomic
+from common.errors import ConfigError
+from common.files import slug, write_text_atomic
 from harness.loadgen.results import DEFAULT_RESULTS
 from harness.sweep import plots
 from harness.sweep.formula import evaluate

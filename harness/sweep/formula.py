@@ -11,7 +11,7 @@ import ast
 import operator
 from collections.abc import Mapping
 
-from harness.errors import ConfigError
+from common.errors import ConfigError
 
 _BINARY = {
     ast.Add: operator.add, ast.Sub: operator.sub, ast.Mult: operator.mul,

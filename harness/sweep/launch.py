@@ -24,7 +24,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from harness.files import write_json_atomic, write_text_atomic
+from common.files import write_json_atomic, write_text_atomic
 from harness.loadgen.driver import RunInterrupted
 from harness.sweep.plan import Point
 from harness.sweep.record import find_run

@@ -27,7 +27,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from harness.errors import HarnessError
+from common.errors import HarnessError
 from harness.loadgen.results import mllog_entries
 from harness.sweep.spec import PeakSettings
 

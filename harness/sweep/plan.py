@@ -15,8 +15,8 @@ import json
 from pathlib import Path
 from typing import Any
 
-from harness.errors import ConfigError
-from harness.files import slug
+from common.errors import ConfigError
+from common.files import slug
 from harness.loadgen.settings import LOADGEN_MODEL
 from harness.sweep.spec import OPTION_PREFIX, USER_CONF_AXES, SweepSpec, Value
 

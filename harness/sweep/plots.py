@@ -22,7 +22,7 @@ import numpy as np
 from matplotlib.figure import Figure
 from matplotlib.ticker import FuncFormatter
 
-from harness.files import atomic_path
+from common.files import atomic_path
 from harness.sweep.plan import number_text
 from harness.sweep.spec import OPTION_PREFIX
 

@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from harness.errors import HarnessError
+from common.errors import HarnessError
 from harness.loadgen.results import parse_detail_log
 
 PERCENTILES = {"50.00": "p50_ms", "90.00": "p90_ms", "95.00": "p95_ms", "97.00": "p97_ms",

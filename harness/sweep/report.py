@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from harness.files import write_text_atomic
+from common.files import write_text_atomic
 
 # The table's columns: (row key, heading, format).
 COLUMNS = (

@@ -41,7 +41,7 @@ from pathlib import Path
 from typing import Any
 
 from backends.base import DEVICES
-from harness.errors import ConfigError
+from common.errors import ConfigError
 from harness.loadgen.settings import SCENARIOS, USER_CONF_KEYS
 from harness.sweep.formula import formula_names, parse_formula
 

@@ -15,7 +15,7 @@ import io
 from pathlib import Path
 from typing import Any
 
-from harness.files import write_json_atomic, write_text_atomic
+from common.files import write_json_atomic, write_text_atomic
 from harness.sweep.launch import PointRun
 from harness.sweep.plan import Point
 from harness.sweep.record import FIGURES, run_figures

@@ -11,7 +11,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from harness.errors import DataError
+from common.errors import DataError
 
 # The reference splits contexts on these characters only (not on every Unicode space).
 _CONTEXT_WHITESPACE = frozenset(" \t\r\n\u202f")

@@ -22,7 +22,7 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
-from harness.errors import DataError
+from common.errors import DataError
 
 DOWNLOAD_TIMEOUT_S = 30
 # The checkout, and the shared/ folder beside it that holds the official data and the demo

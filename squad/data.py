@@ -10,9 +10,9 @@ from __future__ import annotations
 import dataclasses
 from pathlib import Path
 
-from harness.files import SHARED_DIR, RemoteFile, ensure_file
-from harness.squad.examples import SquadExample, read_squad_examples
-from harness.squad.features import FeatureSet, load_or_build_features
+from common.files import SHARED_DIR, RemoteFile, ensure_file
+from squad.examples import SquadExample, read_squad_examples
+from squad.features import FeatureSet, load_or_build_features
 
 SQUAD_DEV = RemoteFile(
     "dev-v1.1.json",

@@ -39,9 +39,9 @@ from pathlib import Path
 import numpy as np
 
 from backends.base import FeatureBatch
-from harness.errors import DataError, HarnessWarning
-from harness.files import atomic_path, file_sha256
-from harness.squad.examples import SquadExample
+from common.errors import DataError, HarnessWarning
+from common.files import atomic_path, file_sha256
+from squad.examples import SquadExample
 
 FORMAT_VERSION = 1
 CLS, SEP = "[CLS]", "[SEP]"

@@ -25,9 +25,9 @@ from pathlib import Path
 
 import numpy as np
 
-from harness.errors import DataError
-from harness.squad.examples import SquadExample
-from harness.squad.features import FeatureSet
+from common.errors import DataError
+from squad.examples import SquadExample
+from squad.features import FeatureSet
 
 # What the reference puts in the logits beyond the length the backend returned.
 PAD_LOGIT = -10000.0

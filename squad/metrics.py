@@ -13,7 +13,7 @@ import string
 from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 
-from harness.squad.examples import SquadExample
+from squad.examples import SquadExample
 
 # ASCII punctuation only: Unicode punctuation such as "«" or "–" survives, as in the script.
 _PUNCTUATION = frozenset(string.punctuation)

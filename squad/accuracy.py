@@ -10,12 +10,12 @@ from pathlib import Path
 
 import numpy as np
 
-from harness.errors import DataError, HarnessWarning
-from harness.files import file_sha256
-from harness.squad.examples import SquadExample
-from harness.squad.features import FeatureSet
-from harness.squad.metrics import SquadScores, evaluate
-from harness.squad.postprocess import predict_answers, read_accuracy_log
+from common.errors import DataError, HarnessWarning
+from common.files import file_sha256
+from squad.examples import SquadExample
+from squad.features import FeatureSet
+from squad.metrics import SquadScores, evaluate
+from squad.postprocess import predict_answers, read_accuracy_log
 
 # MLPerf Inference v1.0 BERT-Large reference F1 on SQuAD v1.1 dev (fp32), and the F1 of
 # MLPerf's int8 ONNX model; a run passes at 99% / 99.9% of the fp32 figure.

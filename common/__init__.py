@@ -1,0 +1,1 @@
+"""Shared utilities below every other project package: errors and file helpers."""
