@@ -3,7 +3,7 @@
 Every import counts, including those inside functions: an import deferred to dodge a
 circle is a concept in the wrong file. Layers, bottom first (README, "Architecture"):
 
-    backends  <  common (errors, files)  <  squad
+    common (errors, files, settings)  <  backends  <  squad
               <  harness.loadgen | models (peers: never import each other)
               <  harness.runner, agreement, cli, system  <  benchmarks, tests
 """
@@ -18,8 +18,8 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 PACKAGES = ("backends", "common", "squad", "harness", "models", "benchmarks", "tests")
 LAYERS: tuple[tuple[str, ...], ...] = (
-    ("backends",),
     ("common",),
+    ("backends",),
     ("squad",),
     ("harness.loadgen", "models"),
     ("harness",),  # the run, agreement, the CLI and the rest of the top of harness
@@ -150,4 +150,5 @@ def test_the_checker_sees_real_edges(graph) -> None:
     assert "squad.features" in graph["squad.data"]
     assert "backends.base" in graph["backends"]
     assert group_of("squad.metrics") == (2, "squad")
+    assert group_of("common.settings") == (0, "common")
     assert group_of("harness.runner") == (4, "harness")
