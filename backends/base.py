@@ -15,6 +15,18 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 import numpy as np
+from pydantic import ValidationError
+from pydantic.dataclasses import dataclass as pydantic_dataclass
+
+from common.settings import (
+    STRICT,
+    Whole,
+    all_declared,
+    choice,
+    declared_fields,
+    problem,
+    setting,
+)
 
 DEVICES = ("cpu", "gpu", "auto")
 
@@ -37,32 +49,36 @@ def first_line(exc: BaseException) -> str:
     return text.splitlines()[0] if text else type(exc).__name__
 
 
-@dataclasses.dataclass(frozen=True)
+@pydantic_dataclass(frozen=True, config=STRICT)
 class BackendSettings:
     """Settings shared by all backends; each backend records what it actually used.
 
-    ``intra_op_threads``/``inter_op_threads``: 0 lets the framework decide.
-    ``device``: ``"cpu"``, ``"gpu"`` or ``"auto"`` (GPU when the framework sees one).
-    ``options``: backend-specific extras (e.g. ONNX Runtime graph optimisation level).
+    ``options``: backend-specific extras, as given (``KEY=VALUE`` text from the command line,
+    typed values from a sweep file); each backend checks them against its own ``Options``
+    class when it is created.
     """
 
-    intra_op_threads: int = 0
-    inter_op_threads: int = 0
-    device: str = "auto"
-    options: dict[str, Any] = dataclasses.field(default_factory=dict)
+    intra_op_threads: Whole = setting(
+        0, flag="--threads", sweep="axis", ge=0, le=1024, unit="threads",
+        help="intra-op threads (0: every core this process may use, or the framework's "
+             "default)")
+    inter_op_threads: Whole = setting(
+        0, flag="--inter-threads", sweep="axis", ge=0, le=1024, unit="threads",
+        help="inter-op threads (0: the framework's default)")
+    device: choice(DEVICES) = setting(  # type: ignore[valid-type]
+        "auto", flag="--device", sweep="axis", choices=DEVICES,
+        help="cpu, gpu, or auto (the GPU when the framework sees one)")
+    options: dict[str, Any] = setting(
+        flag="--backend-option", metavar="KEY=VALUE", repeat=True, sweep="base",
+        default_factory=dict,
+        help="a backend's own option (python -m harness list shows each backend's)")
 
-    def __post_init__(self) -> None:
-        """Check the shared settings once, for every backend; options are each backend's."""
-        for label, value in (("intra_op_threads", self.intra_op_threads),
-                             ("inter_op_threads", self.inter_op_threads)):
-            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-                raise BackendError(f"{label} must be an integer >= 0 (0 = default), got {value!r}")
-        if self.device not in DEVICES:
-            raise BackendError(
-                f"unknown device {self.device!r}; choose one of: {', '.join(DEVICES)}"
-            )
-        if not isinstance(self.options, dict):
-            raise BackendError(f"backend options must be a mapping, got {self.options!r}")
+
+def option_text(value: Any) -> str:
+    """An option value as the command line writes it."""
+    if isinstance(value, bool):
+        return "on" if value else "off"
+    return str(value)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -99,22 +115,43 @@ class Backend(ABC):
     """Base class: subclasses set ``name`` and implement load/predict (and close if needed)."""
 
     name: ClassVar[str]
-    # Backend-specific options (``BackendSettings.options``) this backend understands:
-    # name -> one line of help. Any other option is refused when the backend is created.
+    # The backend's own options: a pydantic dataclass of fields made with
+    # common.settings.setting (declared beside the backend). Any other option is refused
+    # when the backend is created; the checked values are ``self.options``.
+    Options: ClassVar[type | None] = None
+    # Backends without an Options class (being migrated) list their options here:
+    # name -> one line of help. Generated from Options where there is one.
     known_options: ClassVar[dict[str, str]] = {}
     # Option names starting with one of these are passed on (a wrapper's inner backend).
     option_prefixes: ClassVar[tuple[str, ...]] = ()
 
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if cls.__dict__.get("Options") is not None:
+            cls.known_options = {
+                d.name: f"{d.info.help} (default {option_text(d.default)})"
+                if d.default is not None else d.info.help
+                for d in declared_fields(cls.Options)
+            }
+
     def __init__(self, settings: BackendSettings | None = None) -> None:
         self.settings = settings or BackendSettings()
-        unknown = sorted(k for k in set(self.settings.options) - set(self.known_options)
-                         if not k.startswith(self.option_prefixes or ("\0",)))
+        own = {k: v for k, v in self.settings.options.items()
+               if not k.startswith(self.option_prefixes or ("\0",))}
+        unknown = sorted(set(own) - set(self.known_options))
         if unknown:
             known = ", ".join(f"{k} ({v})" for k, v in self.known_options.items()) or "none"
             raise BackendError(
                 f"{self.name} backend: unknown option{'s' if len(unknown) > 1 else ''} "
                 f"{', '.join(unknown)}; known options: {known}"
             )
+        self.options: Any = None
+        if self.Options is not None:
+            try:
+                self.options = self.Options(**own)
+            except ValidationError as exc:
+                raise BackendError(f"{self.name} backend: " + problem(
+                    exc, lambda name: f"option {name}", all_declared(self.Options))) from None
 
     @abstractmethod
     def version(self) -> str:

@@ -16,23 +16,38 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from pydantic.dataclasses import dataclass as pydantic_dataclass
 
 from backends.base import Backend, BackendError, FeatureBatch
+from common.settings import STRICT, Number, Whole, setting
 
 
 class NullBackendFailure(RuntimeError):
     """Raised on purpose by ``fail_after``."""
 
 
+@pydantic_dataclass(frozen=True, config=STRICT)
+class NullOptions:
+    """``--backend-option``s of the null backend."""
+
+    delay_ms: Number = setting(0.0, ge=0, le=3_600_000, unit="ms",
+                               help="sleep this long per batch, standing in for a device")
+    fail_after: Whole | None = setting(None, ge=0, le=10**12, unit="calls",
+                                       help="raise on the call after this many calls "
+                                       "(failure tests)")
+    hang_after: Whole | None = setting(None, ge=0, le=10**12, unit="calls",
+                                       help="never return from the call after this many "
+                                       "calls (timeout tests)")
+    exit_after: Whole | None = setting(None, ge=0, le=10**12, unit="calls",
+                                       help="end the whole process at the call after this "
+                                       "many calls: a worker that dies (Ray actor tests; never "
+                                       "use it in the harness's own process)")
+
+
 class NullBackend(Backend):
     name = "null"
-    known_options = {
-        "delay_ms": "sleep this many ms per batch, standing in for a device",
-        "fail_after": "raise on the call after this many calls (failure tests)",
-        "hang_after": "never return from the call after this many calls (timeout tests)",
-        "exit_after": "end the whole process at the call after this many calls: a worker "
-                      "that dies (Ray actor tests; never use it in the harness's own process)",
-    }
+    Options = NullOptions
+    options: NullOptions
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -43,11 +58,11 @@ class NullBackend(Backend):
 
     def load(self, model_path: Path | None = None) -> None:
         """Read the options; the model file, if any, is ignored."""
-        options = self.settings.options
-        self._delay_s = float(options.get("delay_ms", 0)) / 1000.0
-        self._fail_after = options.get("fail_after")
-        self._hang_after = options.get("hang_after")
-        self._exit_after = options.get("exit_after")
+        options = self.options
+        self._delay_s = options.delay_ms / 1000.0
+        self._fail_after = options.fail_after
+        self._hang_after = options.hang_after
+        self._exit_after = options.exit_after
         self._calls = 0
         self._loaded = True
 

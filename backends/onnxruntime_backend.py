@@ -23,10 +23,12 @@ from typing import Any
 
 import numpy as np
 import onnxruntime as ort
+from pydantic.dataclasses import dataclass as pydantic_dataclass
 
 from backends import formats, tensor_names
 from backends.base import Backend, BackendError, FeatureBatch, first_line, usable_cores
 from backends.model_safety import check_onnx_model
+from common.settings import STRICT, Text, Whole, choice, setting
 
 if importlib.util.find_spec("onnx") is None:  # lets the registry name the [onnx] extra
     raise ImportError("No module named 'onnx'", name="onnx")
@@ -39,19 +41,30 @@ GRAPH_OPT_LEVELS: dict[str, ort.GraphOptimizationLevel] = {
     "all": ort.GraphOptimizationLevel.ORT_ENABLE_ALL,
 }
 CPU, CUDA = "CPUExecutionProvider", "CUDAExecutionProvider"
-# on/off and named choices: option -> (accepted values, default)
-SWITCHES: dict[str, tuple[tuple[str, ...], str]] = {
-    "optimizer": (("none", "transformers"), "none"),
-    "arena": (("on", "off"), "on"),
-    "spinning": (("on", "off"), "on"),
-}
+ON_OFF = ("on", "off")
 
 
-def _choice(options: dict[str, Any], name: str, values: tuple[str, ...], default: str) -> str:
-    value = str(options.get(name, default)).lower()
-    if value not in values:
-        raise BackendError(f"{name} must be one of {', '.join(values)}, got {value!r}")
-    return value
+@pydantic_dataclass(frozen=True, config=STRICT)
+class OnnxRuntimeOptions:
+    """``--backend-option``s of the ONNX Runtime backend."""
+
+    graph_optimization_level: choice(tuple(GRAPH_OPT_LEVELS)) = setting(  # type: ignore
+        "all", choices=tuple(GRAPH_OPT_LEVELS), help="ONNX Runtime's graph optimisations")
+    custom_ops_library: Text | None = setting(
+        None, help="PATH of an ONNX Runtime custom-op library you trust (default none); its "
+        "operator domains are then allowed")
+    optimizer: choice(("none", "transformers")) = setting(  # type: ignore
+        "none", choices=("none", "transformers"),
+        help="transformers: ONNX Runtime's BERT fusions (Attention, SkipLayerNorm...), "
+        "applied in memory at load")
+    arena: choice(ON_OFF) = setting(  # type: ignore
+        "on", choices=ON_OFF, help="ONNX Runtime's CPU memory arena")
+    spinning: choice(ON_OFF) = setting(  # type: ignore
+        "on", choices=ON_OFF, help="intra-op threads spin between calls")
+    instances: Whole = setting(
+        1, ge=1, le=64, unit="sessions",
+        help="N sessions sharing the threads, each serving its own call, so N batches run "
+        "at once")
 
 
 def _describe_tensors(args: list[Any]) -> str:
@@ -63,17 +76,8 @@ class OnnxRuntimeBackend(Backend):
     """Runs a BERT SQuAD ONNX model with ONNX Runtime (CPU, or CUDA when asked/available)."""
 
     name = "onnxruntime"
-    known_options = {
-        "graph_optimization_level": f"{'|'.join(GRAPH_OPT_LEVELS)} (default all)",
-        "custom_ops_library": "PATH of an ONNX Runtime custom-op library you trust (default "
-                              "none); its operator domains are then allowed",
-        "optimizer": "none|transformers (default none): ONNX Runtime's BERT fusions "
-                     "(Attention, SkipLayerNorm...), applied in memory at load",
-        "arena": "on|off (default on): ONNX Runtime's CPU memory arena",
-        "spinning": "on|off (default on): intra-op threads spin between calls",
-        "instances": "N sessions sharing the threads, each serving its own call, so N "
-                     "batches run at once (default 1)",
-    }
+    Options = OnnxRuntimeOptions
+    options: OnnxRuntimeOptions
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -115,15 +119,9 @@ class OnnxRuntimeBackend(Backend):
     def _session_options(self) -> ort.SessionOptions:
         """SessionOptions from the settings (threads: 0 = every core this process may use;
         ONNX Runtime's own default was 2.8x slower on the 2-core VM it was measured on)."""
-        s = self.settings
-        self._choices = {name: _choice(s.options, name, values, default)
-                         for name, (values, default) in SWITCHES.items()}
-        level = str(s.options.get("graph_optimization_level", "all")).lower()
-        if level not in GRAPH_OPT_LEVELS:
-            raise BackendError(
-                f"unknown graph_optimization_level {level!r}; "
-                f"choose one of: {', '.join(GRAPH_OPT_LEVELS)}"
-            )
+        s, o = self.settings, self.options
+        self._choices = {"optimizer": o.optimizer, "arena": o.arena, "spinning": o.spinning}
+        level = o.graph_optimization_level
         self._opt_level = level
         opts = ort.SessionOptions()
         opts.intra_op_num_threads = s.intra_op_threads or usable_cores()
@@ -132,7 +130,7 @@ class OnnxRuntimeBackend(Backend):
         opts.add_session_config_entry(
             "session.intra_op.allow_spinning", "1" if self._choices["spinning"] == "on" else "0")
         opts.graph_optimization_level = GRAPH_OPT_LEVELS[level]
-        library = s.options.get("custom_ops_library")
+        library = o.custom_ops_library
         self._custom_ops = None
         if library is not None:  # only ever a library the user named
             library = Path(library)
@@ -217,10 +215,7 @@ class OnnxRuntimeBackend(Backend):
         self._start_instances([session, *extra] if extra else [])
 
     def _instances(self) -> int:
-        value = self.settings.options.get("instances", 1)
-        if isinstance(value, bool) or not str(value).isdigit() or int(value) < 1:
-            raise BackendError(f"instances must be a whole number >= 1, got {value!r}")
-        return int(value)
+        return self.options.instances
 
     def _start_instances(self, sessions: list[ort.InferenceSession]) -> None:
         """One daemon thread per session, taking calls from a shared queue."""

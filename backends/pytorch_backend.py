@@ -17,12 +17,14 @@ from typing import Any
 import numpy as np
 import torch
 import transformers
+from pydantic.dataclasses import dataclass as pydantic_dataclass
 from transformers import BertForQuestionAnswering
 
 from backends import formats
 from backends.base import Backend, BackendError, FeatureBatch
 from backends.model_safety import torch_refusal, without_unsafe_advice
 from backends.pytorch_state_dict import HARMLESS_EXTRA_KEYS, check_keys, model_from_state_dict
+from common.settings import STRICT, choice, setting
 
 ATTENTION_IMPLEMENTATIONS = ("eager", "sdpa")
 # Measured on the 2-core host (torch 2.13, demo 6x384 model, sequence 384, three interleaved
@@ -35,17 +37,27 @@ CONFIG_SUMMARY = {"layers": "num_hidden_layers", "hidden": "hidden_size",
                   "vocab": "vocab_size", "max_positions": "max_position_embeddings"}
 
 
+@pydantic_dataclass(frozen=True, config=STRICT)
+class PyTorchOptions:
+    """``--backend-option``s of the PyTorch backend."""
+
+    attn_implementation: choice(ATTENTION_IMPLEMENTATIONS) = setting(  # type: ignore
+        DEFAULT_ATTENTION, choices=ATTENTION_IMPLEMENTATIONS,
+        help="transformers' attention implementation")
+    precision: choice(("fp32", "bf16")) = setting(  # type: ignore
+        "fp32", choices=("fp32", "bf16"),
+        help="bf16 runs the model under torch's autocast (fp32 weights, bf16 matmuls: fast on "
+        "CPUs with AVX-512 BF16 or AMX)")
+    compile: choice(("off", "on")) = setting(  # type: ignore
+        "off", choices=("off", "on"), help="torch.compile the model (dynamic shapes)")
+
+
 class PyTorchBackend(Backend):
     """Runs a BERT SQuAD model in fp32 with PyTorch (CPU, or CUDA when asked/available)."""
 
     name = "pytorch"
-    known_options = {
-        "attn_implementation": f"{'|'.join(ATTENTION_IMPLEMENTATIONS)} "
-                               f"(default {DEFAULT_ATTENTION})",
-        "precision": "fp32|bf16 (default fp32): bf16 runs the model under torch's autocast "
-                     "(fp32 weights, bf16 matmuls: fast on CPUs with AVX-512 BF16 or AMX)",
-        "compile": "off|on (default off): torch.compile the model (dynamic shapes)",
-    }
+    Options = PyTorchOptions
+    options: PyTorchOptions
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -79,18 +91,9 @@ class PyTorchBackend(Backend):
     def _apply_settings(self) -> None:
         """Check the attention option; set torch's thread pools (0 = torch's default)."""
         s = self.settings
-        attention = str(s.options.get("attn_implementation", DEFAULT_ATTENTION)).lower()
-        if attention not in ATTENTION_IMPLEMENTATIONS:
-            raise BackendError(
-                f"unknown attn_implementation {attention!r}; "
-                f"choose one of: {', '.join(ATTENTION_IMPLEMENTATIONS)}"
-            )
-        self._attention = attention
-        for name, values in (("precision", ("fp32", "bf16")), ("compile", ("off", "on"))):
-            value = str(s.options.get(name, values[0])).lower()
-            if value not in values:
-                raise BackendError(f"{name} must be one of {', '.join(values)}, got {value!r}")
-            setattr(self, f"_{name}", value)
+        self._attention = self.options.attn_implementation
+        self._precision = self.options.precision
+        self._compile = self.options.compile
         if s.intra_op_threads > 0:
             torch.set_num_threads(s.intra_op_threads)
         if s.inter_op_threads > 0 and torch.get_num_interop_threads() != s.inter_op_threads:

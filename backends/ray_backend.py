@@ -25,8 +25,10 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from pydantic.dataclasses import dataclass as pydantic_dataclass
 
 from backends.base import Backend, BackendError, BackendSettings, FeatureBatch, usable_cores
+from common.settings import STRICT, Text, Whole, setting
 
 if importlib.util.find_spec("ray") is None:  # lets the registry name the [ray] extra
     raise ImportError("No module named 'ray'", name="ray")
@@ -54,30 +56,41 @@ class _Actor:
                 "node": ray.util.get_node_ip_address()}
 
 
+@pydantic_dataclass(frozen=True, config=STRICT)
+class RayOptions:
+    """``--backend-option``s of the Ray backend (``inner.KEY=VALUE`` goes to the actors'
+    backend)."""
+
+    backend: Text = setting("onnxruntime", help="the backend each actor runs")
+    actors: Whole = setting(0, ge=0, le=4096, unit="actors",
+                            help="how many actors (0: the cluster's CPUs / threads_per_actor)")
+    threads_per_actor: Whole = setting(1, ge=1, le=1024, unit="threads",
+                                       help="intra-op threads per actor, reserved as Ray CPUs")
+    address: Text | None = setting(None, help="a Ray cluster to join (e.g. auto or "
+                                   "ray://HEAD:10001; default: start a local Ray instance for "
+                                   "this run)")
+    in_flight_per_actor: Whole = setting(2, ge=1, le=1024, unit="calls",
+                                         help="calls queued at each actor")
+
+
 class RayBackend(Backend):
     """Spreads batches over Ray actors that each run another registered backend."""
 
     name = "ray"
-    known_options = {
-        "backend": "the backend each actor runs (default onnxruntime)",
-        "actors": "how many actors (default: the cluster's CPUs / threads_per_actor)",
-        "threads_per_actor": "intra-op threads per actor, reserved as Ray CPUs (default 1)",
-        "address": "a Ray cluster to join (e.g. auto or ray://HEAD:10001; default: start a "
-                   "local Ray instance for this run)",
-        "in_flight_per_actor": "calls queued at each actor (default 2)",
-    }
+    Options = RayOptions
+    options: RayOptions
     option_prefixes = (INNER_PREFIX,)
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        options = self.settings.options
-        self._inner = str(options.get("backend", "onnxruntime"))
+        options = self.options
+        self._inner = options.backend
         if self._inner == self.name:
             raise BackendError("the ray backend cannot run itself in its actors")
-        self._threads = _positive(options, "threads_per_actor", 1)
-        self._actors_wanted = _positive(options, "actors", 0, allow_zero=True)
-        self._per_actor = _positive(options, "in_flight_per_actor", 2)
-        self._address = options.get("address")
+        self._threads = options.threads_per_actor
+        self._actors_wanted = options.actors
+        self._per_actor = options.in_flight_per_actor
+        self._address = options.address
         self._actors: list[Any] = []
         self._outstanding: list[int] = []
         self._lock = threading.Lock()
@@ -181,18 +194,6 @@ class RayBackend(Backend):
                     nodes=sorted({d.get("node", "?") for d in self._described}),
                     actor=self._described[0] if self._described else None)
         return info
-
-
-def _positive(options: dict[str, Any], name: str, default: int, allow_zero: bool = False) -> int:
-    value = options.get(name, default)
-    try:
-        number = int(value)
-    except (TypeError, ValueError):
-        number = -1
-    if number < (0 if allow_zero else 1):
-        raise BackendError(f"ray backend: {name} must be a whole number "
-                           f"{'>= 0' if allow_zero else '>= 1'}, got {value!r}")
-    return number
 
 
 def _cause(exc: BaseException) -> str:

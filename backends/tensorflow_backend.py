@@ -30,11 +30,13 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from pydantic.dataclasses import dataclass as pydantic_dataclass
 
 from backends import tensor_names
 from backends.base import Backend, BackendError, FeatureBatch, first_line
 from backends.formats import SAVED_MODEL_FILE
 from backends.model_safety import check_tf_frozen_graph, check_tf_saved_model
+from common.settings import STRICT, choice, setting
 
 if importlib.util.find_spec("tensorflow") is None:  # lets the registry name the [tf] extra
     raise ImportError("No module named 'tensorflow'", name="tensorflow")
@@ -65,14 +67,21 @@ def _describe(tensors: list[Any]) -> str:
     return ", ".join(f"{t.name} {_shape(t)} {t.dtype.name}" for t in tensors) or "(none)"
 
 
+@pydantic_dataclass(frozen=True, config=STRICT)
+class TensorFlowOptions:
+    """``--backend-option``s of the TensorFlow backend."""
+
+    graph_rewrites: choice(("on", "off")) = setting(  # type: ignore
+        "on", choices=("on", "off"),
+        help="grappler's optimisations; off loads faster (one-off checks)")
+
+
 class TensorFlowBackend(Backend):
     """Runs a BERT SQuAD TensorFlow frozen graph (``.pb``) or SavedModel on CPU (or GPU)."""
 
     name = "tensorflow"
-    known_options = {
-        "graph_rewrites": "on|off (default on): grappler's optimisations; off loads faster "
-                          "(one-off checks)",
-    }
+    Options = TensorFlowOptions
+    options: TensorFlowOptions
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -121,9 +130,7 @@ class TensorFlowBackend(Backend):
                 "(tensorflow-cpu has no CUDA support). Install tensorflow[and-cuda] on a machine "
                 "with a GPU, or use device 'cpu' or 'auto'."
             )
-        rewrites = str(s.options.get("graph_rewrites", "on")).lower()
-        if rewrites not in ("on", "off"):
-            raise BackendError(f"graph_rewrites must be on or off, got {rewrites!r}")
+        rewrites = self.options.graph_rewrites
         config = tf.compat.v1.ConfigProto(
             intra_op_parallelism_threads=s.intra_op_threads,
             inter_op_parallelism_threads=s.inter_op_threads,

@@ -25,6 +25,8 @@ from backends import (
 )
 from backends.base import DEVICES
 from backends.tensor_names import INPUTS, OUTPUTS
+from common.errors import ConfigError
+from common.settings import build, declared_fields
 from tests.helpers import CPU, needs, open_backend, random_batch
 from tests.tiny_models import (
     make_mlperf_frozen_graph,
@@ -128,11 +130,35 @@ def test_asking_for_an_absent_gpu_is_a_clear_error(backend_name, model) -> None:
         pytest.skip("this machine has a GPU the backend can use")
 
 
-def test_a_bad_device_or_thread_count_is_refused_before_loading(backend_name) -> None:
-    with pytest.raises(BackendError, match=", ".join(DEVICES)):
-        get_backend_class(backend_name)(BackendSettings(device="tpu"))
-    with pytest.raises(BackendError, match="intra_op_threads must be an integer >= 0"):
-        get_backend_class(backend_name)(BackendSettings(intra_op_threads=-1))
+def test_a_bad_device_or_thread_count_is_refused_before_any_backend_exists() -> None:
+    with pytest.raises(ConfigError, match="device: got 'tpu'; expected one of "
+                       + ", ".join(DEVICES)):
+        build(BackendSettings, {"device": "tpu"})
+    with pytest.raises(ConfigError, match="intra_op_threads: got -1; expected a whole number "
+                       "from 0 to 1,024"):
+        build(BackendSettings, {"intra_op_threads": -1})
+
+
+@pytest.mark.parametrize("value", ["nan", "inf", "-1", "1e300", "word", True])
+def test_every_option_of_every_backend_refuses_a_bad_value_in_one_line(backend_name,
+                                                                         value) -> None:
+    """Each backend's options are typed: a number, a switch or a choice refuses what it
+    cannot be, naming the backend, the option and what it accepts (text options take any
+    text, so they are left out)."""
+    backend_class = get_backend_class(backend_name)
+    if backend_class.Options is None:
+        pytest.skip(f"the {backend_name} backend declares no typed options yet")
+    for declared in declared_fields(backend_class.Options):
+        if declared.kind in ("text", "path"):
+            continue
+        if declared.kind == "flag" and value is True:
+            continue
+        with pytest.raises(BackendError) as raised:
+            backend_class(BackendSettings(options={declared.name: value}))
+        message = str(raised.value)
+        assert "\n" not in message
+        assert f"{backend_name} backend: option {declared.name}: got" in message
+        assert f"expected {declared.accepts()}" in message
 
 
 def test_an_unknown_option_is_refused_naming_the_known_ones(backend_name) -> None:
