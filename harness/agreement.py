@@ -38,8 +38,8 @@ from backends import (
 from backends import available_backends as registered_backends
 from common.errors import ConfigError, HarnessError
 from common.files import slug, write_json_atomic
-from harness.loadgen.results import DEFAULT_RESULTS
-from models.catalog import DEFAULT_MODEL, DEFAULT_STORE, resolve_model
+from common.workspace import workspace
+from models.catalog import DEFAULT_MODEL, resolve_model
 from models.resolved import ResolvedModel
 from squad.data import DataConfig, prepare_data
 from squad.features import FeatureSet, read_vocab
@@ -48,6 +48,9 @@ from squad.postprocess import predict_answers
 
 # The null backend is a stand-in with made-up logits: compared only when asked for by name.
 NOT_BY_DEFAULT = frozenset({"null", "ray", "wafer"})  # no model, or a cluster: only when named
+
+
+AGREE_QUESTIONS = 200  # questions compared by default
 
 
 @dataclasses.dataclass(frozen=True)
@@ -61,9 +64,10 @@ class AgreementConfig:
     min_same: float = 0.995  # share (0-1) of questions with identical answer text
     max_f1_diff: float = 1.0  # F1 points, for pairs of different models
     backend_settings: BackendSettings = BackendSettings()
-    data: DataConfig = DataConfig(max_examples=200)
-    model_store: Path = DEFAULT_STORE
-    results_dir: Path = DEFAULT_RESULTS
+    data: DataConfig = dataclasses.field(
+        default_factory=lambda: DataConfig(max_examples=AGREE_QUESTIONS))
+    model_store: Path = dataclasses.field(default_factory=lambda: workspace().model_store)
+    results_dir: Path = dataclasses.field(default_factory=lambda: workspace().results)
     progress: bool = True
 
 

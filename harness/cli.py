@@ -1,5 +1,9 @@
 """Command line: ``python -m harness {run,accuracy,data,model,score,list,agree,sweep,compare,
-compliance,submission,check,wafer}``."""
+compliance,submission,check,wafer,settings}``.
+
+The flags of the commands that run LoadGen are generated from the settings declared in
+:mod:`harness.config`; a bad value is one ``error:`` line naming the flag, exit 2.
+"""
 
 from __future__ import annotations
 
@@ -19,138 +23,53 @@ from backends import (
 )
 from backends.base import DEVICES
 from common.errors import ConfigError, HarnessError, HarnessWarning
-from common.files import PROJECT_ROOT
+from common.workspace import workspace
 from harness import agreement
+from harness.config import RunConfig, add_arguments, config_from_args, settings_table
 from harness.loadgen import rules as run_rules
 from harness.loadgen.driver import ForcedStop, RunInterrupted
-from harness.loadgen.results import DEFAULT_RESULTS
-from harness.loadgen.settings import SCENARIOS
-from harness.runner import RunConfig, execute
-from models.catalog import CATALOG, DEFAULT_MODEL, DEFAULT_STORE, resolve_model
+from harness.loadgen.scenarios import SCENARIOS
+from harness.runner import execute
+from models.catalog import CATALOG, DEFAULT_MODEL, resolve_model
 from squad.data import DataConfig, prepare_data
 
 
 def _cli_path(text: str) -> Path:
-    """A path from the command line, made absolute against the directory the user is in
-    (the harness may then move to the project folder: see :func:`_enter_workspace`)."""
+    """A path from the command line, made absolute against the directory the user is in."""
     return Path(text).expanduser().absolute()
 
 
-def _enter_workspace(args: argparse.Namespace) -> None:
-    """Run in the folder that holds the user.conf, datasets/, models/store/ and results/.
-
-    That is the current directory when it has a user.conf; run from anywhere else, the
-    project folder, saying so. Relative paths the user gave are already absolute here.
-    """
-    cwd = Path.cwd()
-    if (cwd / "user.conf").is_file() or cwd == PROJECT_ROOT \
-            or not (PROJECT_ROOT / "user.conf").is_file():
-        return
-    for name in ("model",):  # catalog names stay names; paths become absolute
-        value = getattr(args, name, None)
-        if isinstance(value, str) and Path(value).exists():
-            setattr(args, name, str(Path(value).absolute()))
-        elif isinstance(value, list):
-            setattr(args, name, [",".join(str(Path(v).absolute()) if Path(v).exists() else v
-                                          for v in item.split(",")) for item in value])
-    os.chdir(PROJECT_ROOT)
-    print(f"note: {cwd} has no user.conf, so this runs in the project folder {PROJECT_ROOT} "
-          "(its user.conf, datasets/, models/store/ and results/)", file=sys.stderr)
+def _workspace_note() -> None:
+    """Say which workspace a command uses when it is not the folder the user is in."""
+    cwd = Path.cwd().absolute()
+    root = workspace().root
+    if root != cwd:
+        print(f"note: {cwd} has no user.conf, so this runs in the project folder {root} "
+              "(its user.conf, datasets/, models/store/ and results/)", file=sys.stderr)
 
 
-def _data_arguments(parser: argparse.ArgumentParser) -> None:
-    group = parser.add_argument_group("data")
-    group.add_argument("--data-dir", type=_cli_path, default=DataConfig.data_dir,
-                       help="where dev-v1.1.json and vocab.txt are kept (default: %(default)s)")
-    group.add_argument("--mirror", type=_cli_path, action="append", default=None,
-                       help="local directory holding the official files, tried before the "
-                       "URLs (repeatable; default: shared/squad beside the project)")
-    group.add_argument("--cache-dir", type=_cli_path, default=DataConfig.cache_dir,
-                       help="feature cache directory (default: %(default)s)")
-    group.add_argument("--no-download", action="store_true", help="never use the network")
-    group.add_argument("--max-examples", type=int, default=None,
-                       help="only the first N questions (all of their features)")
+def _data_arguments(parser: argparse.ArgumentParser,
+                    defaults: dict[str, str] | None = None) -> None:
+    add_arguments(parser.add_argument_group("data"), DataConfig, defaults=defaults)
 
 
 def _data_config(args: argparse.Namespace) -> DataConfig:
-    return DataConfig(
-        data_dir=args.data_dir,
-        cache_dir=args.cache_dir,
-        mirrors=tuple(args.mirror) if args.mirror else DataConfig.mirrors,
-        download=not args.no_download,
-        max_examples=args.max_examples,
-    )
+    return config_from_args(args, DataConfig)
 
 
-def _parse_options(pairs: list[str]) -> dict:
-    options = {}
-    for pair in pairs or []:
-        key, sep, value = pair.partition("=")
-        if not sep:
-            raise ConfigError(f"--backend-option {pair!r}: expected KEY=VALUE")
-        options[key] = int(value) if value.lstrip("-").isdigit() else value
-    return options
+# Flags each command that runs LoadGen leaves out, and its own defaults.
+RUN_COMMANDS: dict[str, tuple[tuple[str, ...], dict[str, str]]] = {
+    "run": ((), {}),
+    "accuracy": (("--mode", "--audit"), {}),
+    "compliance": (("--mode", "--audit"), {"--rules": run_rules.V1_0}),
+    "submission": (("--scenario", "--mode", "--audit"), {"--rules": run_rules.V1_0}),
+}
 
 
 def _run_parser(sub, name: str, help_text: str) -> argparse.ArgumentParser:
     parser = sub.add_parser(name, help=help_text, description=help_text)
-    if name != "submission":  # a submission names its scenarios (--scenarios)
-        parser.add_argument("--scenario", choices=SCENARIOS, default="Offline")
-    if name == "run":
-        parser.add_argument("--mode", choices=("performance", "accuracy"), default="performance")
-        parser.add_argument("--audit", choices=tuple(run_rules.AUDITS), default=None,
-                            help="run a compliance test's LoadGen settings (results go to "
-                            "<results>/compliance/<TEST>/; `compliance` also verifies them)")
-    submitting = name in ("submission", "compliance")
-    parser.add_argument("--rules", choices=run_rules.RULES,
-                        default=run_rules.V1_0 if submitting else run_rules.LOADGEN,
-                        help="loadgen: LoadGen 6's own mlperf.conf; v1.0: the MLPerf v1.0 BERT "
-                        "rules (seeds, 600 s, minimum query counts, 130 ms Server bound) "
-                        "(default: %(default)s)")
-    parser.add_argument("--backend", default="onnxruntime",
-                        help=f"one of: {', '.join(available_backends())} (default: %(default)s)")
-    parser.add_argument("--model", default=DEFAULT_MODEL,
-                        help="catalog name (see `list`) or a path to a model file/directory")
-    parser.add_argument("--batch-size", type=int, default=None,
-                        help="most samples per backend call (default: 8 in Offline and "
-                        "MultiStream, else 1)")
-    parser.add_argument("--seq-bucket", type=int, default=1, metavar="TOKENS",
-                        help="run each batch at its longest real length rounded up to a "
-                        "multiple of TOKENS (default: %(default)s; 0: always padded to 384; a "
-                        "model with a fixed length, like MLPerf's model.pb, is always padded)")
-    parser.add_argument("--no-sort", action="store_true",
-                        help="batch samples in LoadGen's order, not by length")
-    parser.add_argument("--batch-wait-ms", type=float, default=None, metavar="MS",
-                        help="most time a partial batch waits for more queries (default: "
-                        "5%% of the Server latency bound when --batch-size > 1, else 0)")
-    parser.add_argument("--keep-trace", action="store_true",
-                        help="keep LoadGen's mlperf_log_trace.json (every sample's latency; "
-                        "large, and slows a fast run)")
-    parser.add_argument("--threads", type=int, default=0,
-                        help="intra-op threads, 0 = framework default")
-    parser.add_argument("--inter-threads", type=int, default=0, help="inter-op threads")
-    parser.add_argument("--device", choices=DEVICES, default="auto")
-    parser.add_argument("--backend-option", action="append", metavar="KEY=VALUE",
-                        help="backend-specific option, e.g. graph_optimization_level=all")
-    parser.add_argument("--user-conf", type=_cli_path, default=Path("user.conf"),
-                        help="LoadGen user.conf (default: %(default)s)")
-    parser.add_argument("--short", action="store_true",
-                        help="short run: 10 s minimum duration, no minimum query count (Server: "
-                        "459, MultiStream: 662, the fewest early stopping accepts); minutes on a "
-                        "laptop, never submittable")
-    parser.add_argument("--system", default=None, help="system name in the results tree")
-    parser.add_argument("--results-dir", type=_cli_path, default=DEFAULT_RESULTS)
-    parser.add_argument("--model-store", type=_cli_path, default=DEFAULT_STORE)
-    parser.add_argument("--no-progress", action="store_true", help="no progress bars")
-    limits = parser.add_argument_group("limits (a run never hangs)")
-    limits.add_argument("--call-timeout", type=float, default=None, metavar="SECONDS",
-                        help="longest one backend call may take before the run ends as a "
-                        "backend failure (default: 20x the user.conf's expected time of a "
-                        "call, at least 30 s; 0: no limit)")
-    limits.add_argument("--max-run-minutes", type=float, default=None, metavar="MINUTES",
-                        help="refuse a run expected to take longer, and stop one that does "
-                        "(default: 4x LoadGen's minimum duration, at least 60)")
-    _data_arguments(parser)
+    exclude, defaults = RUN_COMMANDS[name]
+    add_arguments(parser, RunConfig, exclude=exclude, defaults=defaults)
     return parser
 
 
@@ -176,11 +95,12 @@ def _agree_parser(sub) -> None:
                         "(default: %(default)g)")
     parser.add_argument("--threads", type=int, default=0, help="intra-op threads, 0 = default")
     parser.add_argument("--device", choices=DEVICES, default="auto")
-    parser.add_argument("--model-store", type=_cli_path, default=DEFAULT_STORE)
-    parser.add_argument("--results-dir", type=_cli_path, default=DEFAULT_RESULTS)
+    parser.add_argument("--model-store", type=_cli_path, default=None,
+                        help="default: models/store in the workspace")
+    parser.add_argument("--results-dir", type=_cli_path, default=None,
+                        help="default: results/ in the workspace")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
-    _data_arguments(parser)
-    parser.set_defaults(max_examples=agreement.AgreementConfig.data.max_examples)
+    _data_arguments(parser, {"--max-examples": str(agreement.AGREE_QUESTIONS)})
 
 
 def _cmd_agree(args: argparse.Namespace) -> int:
@@ -191,8 +111,8 @@ def _cmd_agree(args: argparse.Namespace) -> int:
         batch_size=args.batch_size, atol=args.atol, min_same=args.min_same,
         max_f1_diff=args.max_f1_diff,
         backend_settings=BackendSettings(intra_op_threads=args.threads, device=args.device),
-        data=_data_config(args), model_store=args.model_store, results_dir=args.results_dir,
-        progress=not args.no_progress,
+        data=_data_config(args), model_store=args.model_store or workspace().model_store,
+        results_dir=args.results_dir or workspace().results, progress=not args.no_progress,
     )
     report = agreement.run_agreement(config)
     print(report.text(), end="")
@@ -215,8 +135,9 @@ def _sweep_parser(sub) -> None:
     parser.add_argument("--peak-method", choices=("bisect", "loadgen"), default=None,
                         help="bisect: one run a probe (default); loadgen: LoadGen's own "
                         "FindPeakPerformance mode in one run")
-    parser.add_argument("--results-dir", type=_cli_path, default=DEFAULT_RESULTS / "sweeps",
-                        help="where sweeps are kept, one folder each (default: %(default)s)")
+    parser.add_argument("--results-dir", type=_cli_path, default=None,
+                        help="where sweeps are kept, one folder each (default: results/sweeps "
+                        "in the workspace)")
     parser.add_argument("--list", action="store_true",
                         help="list the points and whether each is done; run nothing")
     parser.add_argument("--no-distribution", action="store_true",
@@ -228,12 +149,12 @@ def _sweep_parser(sub) -> None:
     _data_arguments(parser)
 
 
-def _sweep_data_flags(args: argparse.Namespace) -> tuple[str, ...]:
+def _sweep_data_flags(data: DataConfig) -> tuple[str, ...]:
     """The data flags every point's run gets from the sweep's command line."""
-    flags = ["--data-dir", str(args.data_dir), "--cache-dir", str(args.cache_dir)]
-    for mirror in args.mirror or ():
+    flags = ["--data-dir", str(data.data_dir), "--cache-dir", str(data.cache_dir)]
+    for mirror in data.mirrors:
         flags += ["--mirror", str(mirror)]
-    if args.no_download:
+    if not data.download:
         flags.append("--no-download")
     return tuple(flags)
 
@@ -245,12 +166,14 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
     from harness.sweep import engine
     from harness.sweep.spec import load_sweep
 
+    data = _data_config(args)
     spec = load_sweep(args.sweep)
-    if args.max_examples is not None:
-        spec = dataclasses.replace(spec, base={**spec.base, "max_examples": args.max_examples})
+    if data.max_examples is not None:
+        spec = dataclasses.replace(spec, base={**spec.base, "max_examples": data.max_examples})
     options = engine.SweepOptions(
-        find_peak=args.find_peak, peak_method=args.peak_method, results_dir=args.results_dir,
-        extra_args=_sweep_data_flags(args), progress=not args.no_progress,
+        find_peak=args.find_peak, peak_method=args.peak_method,
+        results_dir=args.results_dir or workspace().sweeps,
+        extra_args=_sweep_data_flags(data), progress=not args.no_progress,
         distribution=not args.no_distribution, rerun=args.rerun,
         command=("python", "-m", "harness", *sys.argv[1:]),
     )
@@ -276,14 +199,15 @@ def _compare_parser(sub) -> None:
     parser = sub.add_parser("compare", help=text, description=text)
     parser.add_argument("a", type=_cli_path, help="run folder, sweep folder or sweep file")
     parser.add_argument("b", type=_cli_path, help="the same kind as A")
-    parser.add_argument("--results-dir", type=_cli_path, default=DEFAULT_RESULTS / "sweeps",
-                        help="where sweep files' results are (default: %(default)s)")
+    parser.add_argument("--results-dir", type=_cli_path, default=None,
+                        help="where sweep files' results are (default: results/sweeps in the "
+                        "workspace)")
 
 
 def _cmd_compare(args: argparse.Namespace) -> int:
     from harness.sweep.compare import compare
 
-    print(compare(args.a, args.b, args.results_dir), end="")
+    print(compare(args.a, args.b, args.results_dir or workspace().sweeps), end="")
     return 0
 
 
@@ -331,9 +255,9 @@ def _submission_parser(sub) -> None:
     parser.add_argument("--description", type=_cli_path, default=None, metavar="TOML",
                         help="system description fields and submitter (default: "
                         "submission.toml when there is one; see docs/submission.md)")
-    parser.add_argument("--out", type=_cli_path, default=Path("submission"),
+    parser.add_argument("--out", type=_cli_path, default=None,
                         help="the submission folder; the tree is <out>/<division>/<submitter>/ "
-                        "(default: %(default)s)")
+                        "(default: submission/ in the workspace)")
     parser.add_argument("--full-logs", type=_cli_path, default=None,
                         help="where the full accuracy logs are kept (default: <out>-full-logs)")
     parser.add_argument("--rerun", action="store_true", help="run everything again")
@@ -352,9 +276,11 @@ def _cmd_submission(args: argparse.Namespace) -> int:
     scenarios = tuple(s for s in (args.scenarios or "").split(",") if s) or None
     for scenario in scenarios or ():
         if scenario not in SCENARIOS:
-            raise ConfigError(f"--scenarios: unknown scenario {scenario!r}")
+            raise ConfigError(f"--scenarios: unknown scenario {scenario!r}; choose from "
+                              f"{', '.join(SCENARIOS)}")
     config = SubmissionConfig(
-        run=_run_config(args, "performance"), out=args.out, full_logs=args.full_logs,
+        run=_run_config(args, "performance"), out=args.out or workspace().submission,
+        full_logs=args.full_logs,
         division=args.division, submitter=args.submitter, benchmark=args.benchmark,
         system_type=args.system_type, scenarios=scenarios, implementation=args.implementation,
         description_file=args.description, rerun=args.rerun, run_missing=not args.no_run,
@@ -404,7 +330,7 @@ def _wafer_parser(sub) -> None:
     text = "plan a model on a simulated wafer-scale engine, without LoadGen (docs/wafer.md)"
     parser = sub.add_parser("wafer", help=text, description=text)
     plan = wafer_cli.add_arguments(parser)
-    plan.add_argument("--model-store", type=_cli_path, default=DEFAULT_STORE)
+    plan.add_argument("--model-store", type=_cli_path, default=None)
     _data_arguments(plan)
 
 
@@ -413,7 +339,7 @@ def _cmd_wafer(args: argparse.Namespace) -> int:
 
     def resolve(name: str) -> Path:
         return resolve_model(name, "onnxruntime", args.model_store,
-                             download=not args.no_download).path
+                             download=_data_config(args).download).path
 
     def lengths():
         return prepare_data(_data_config(args)).features.seq_len
@@ -434,7 +360,7 @@ def build_parser() -> argparse.ArgumentParser:
     model = sub.add_parser("model", help="fetch (and export) a catalog model")
     model.add_argument("--model", default=DEFAULT_MODEL)
     model.add_argument("--backend", default=None, help="default: the model's own backend")
-    model.add_argument("--model-store", type=_cli_path, default=DEFAULT_STORE)
+    model.add_argument("--model-store", type=_cli_path, default=None)
     model.add_argument("--mirror", type=_cli_path, action="append", default=None,
                        help="local directory holding the model files")
     score = sub.add_parser("score", help="score an existing mlperf_log_accuracy.json")
@@ -449,38 +375,17 @@ def build_parser() -> argparse.ArgumentParser:
     _check_parser(sub)
     _wafer_parser(sub)
     sub.add_parser("list", help="list backends and catalog models")
+    sub.add_parser("settings", help="every run setting: its flag, sweep key, what it accepts "
+                   "and what it does")
     return parser
 
 
-def _run_config(args: argparse.Namespace, mode: str) -> RunConfig:
-    return RunConfig(
-        scenario=getattr(args, "scenario", "Offline"),
-        mode=mode,
-        backend=args.backend,
-        model=args.model,
-        system=args.system,
-        batch_size=args.batch_size,
-        backend_settings=BackendSettings(
-            args.threads, args.inter_threads, args.device, _parse_options(args.backend_option)
-        ),
-        user_conf=args.user_conf,
-        short_run=args.short,
-        data=_data_config(args),
-        model_store=args.model_store,
-        results_dir=args.results_dir,
-        progress=not args.no_progress,
-        call_timeout_s=args.call_timeout,
-        max_run_minutes=args.max_run_minutes,
-        seq_bucket=args.seq_bucket or None,
-        sort_by_length=not args.no_sort,
-        batch_wait_ms=args.batch_wait_ms,
-        keep_trace=args.keep_trace,
-        rules=args.rules,
-        audit=getattr(args, "audit", None),
-    )
+def _run_config(args: argparse.Namespace, mode: str | None = None) -> RunConfig:
+    """The checked run settings of a command line (``mode``: fixed by the command)."""
+    return config_from_args(args, RunConfig, **({"mode": mode} if mode else {}))
 
 
-def _cmd_run(args: argparse.Namespace, mode: str) -> int:
+def _cmd_run(args: argparse.Namespace, mode: str | None) -> int:
     outcome = execute(_run_config(args, mode))
     print("\n".join(outcome.loadgen.summary_lines()))
     if outcome.accuracy is not None:
@@ -538,6 +443,14 @@ def _cmd_list(_: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_settings(_: argparse.Namespace) -> int:
+    """Print the settings table (generated from the declarations in harness.config)."""
+    for flag, key, accepts, text in settings_table():
+        print(f"  {flag:22s} {text}")
+        print(f"  {'':22s}   {accepts}" + (f"; sweep key: {key}" if key else ""))
+    return 0
+
+
 def _one_line_warnings() -> None:
     """The harness's own warnings print as one ``warning:`` line, like its errors."""
     default = warnings.formatwarning
@@ -554,7 +467,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     _one_line_warnings()
     commands = {
-        "run": lambda a: _cmd_run(a, a.mode),
+        "run": lambda a: _cmd_run(a, None),
         "accuracy": lambda a: _cmd_run(a, "accuracy"),
         "data": _cmd_data,
         "model": _cmd_model,
@@ -567,10 +480,11 @@ def main(argv: list[str] | None = None) -> int:
         "submission": _cmd_submission,
         "check": _cmd_check,
         "wafer": _cmd_wafer,
+        "settings": _cmd_settings,
     }
     try:
-        if args.command != "list":
-            _enter_workspace(args)
+        if args.command not in ("list", "settings"):
+            _workspace_note()
         return commands[args.command](args)
     except ForcedStop as exc:
         # LoadGen's thread may still be running: leave now, without interpreter shutdown

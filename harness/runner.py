@@ -18,9 +18,10 @@ import traceback
 from pathlib import Path
 from typing import Any, NoReturn
 
-from backends import BackendError, BackendSettings, get_backend_class, model_backend
+from backends import BackendError, get_backend_class, model_backend
 from common.errors import ConfigError, HarnessError
 from common.files import file_md5, write_json_atomic
+from harness.config import RunConfig
 from harness.loadgen import rules as run_rules
 from harness.loadgen.driver import ForcedStop, RunInterrupted, run_test
 from harness.loadgen.limits import (
@@ -32,101 +33,26 @@ from harness.loadgen.limits import (
 )
 from harness.loadgen.qsl import QuerySampleLibrary
 from harness.loadgen.results import (
-    DEFAULT_RESULTS,
     LoadGenResult,
     StagedRun,
     parse_detail_log,
     run_dir,
     write_text_atomic,
 )
+from harness.loadgen.scenarios import TABLE
 from harness.loadgen.settings import (
-    MODES,
-    check_scenario,
-    check_user_conf,
+    command_line_lines,
     expected_lines,
     make_test_settings,
     resolved_user_conf,
 )
 from harness.loadgen.sut import BackendCallTimeout, LoadGenSUT, SUTSettings
 from harness.system import default_system_name, describe_host
-from models.catalog import DEFAULT_MODEL, DEFAULT_STORE, resolve_model, vocab_for_model
-from squad.data import BERT_VOCAB, SQUAD_DEV, DataConfig, PreparedData, prepare_data
+from models.catalog import resolve_model, vocab_for_model
+from squad.data import BERT_VOCAB, SQUAD_DEV, PreparedData, prepare_data
 from squad.features import read_vocab
 
-# Batch sizes when none is given: Offline batches of 8 similar-length samples ran the demo
-# model at 1.4x batch 1 (ORT, variable length, this 2-core VM); MultiStream queries carry 8
-# samples; Server and SingleStream answer each query as it comes.
-DEFAULT_BATCH_SIZES = {"Offline": 8, "MultiStream": 8}
 AUDIT_CONFIG = "audit.config"  # the name LoadGen looks for in the working directory
-
-
-@dataclasses.dataclass(frozen=True)
-class RunConfig:
-    """Everything that defines a run; ``short_run`` trades validity for minutes."""
-
-    scenario: str = "Offline"
-    mode: str = "performance"
-    backend: str = "onnxruntime"
-    model: str = DEFAULT_MODEL
-    system: str | None = None
-    batch_size: int | None = None  # None: DEFAULT_BATCH_SIZES for the scenario
-    backend_settings: BackendSettings = BackendSettings()
-    user_conf: Path | None = Path("user.conf")
-    short_run: bool = False
-    data: DataConfig = DataConfig()
-    model_store: Path = DEFAULT_STORE
-    model_mirrors: tuple[Path, ...] = ()
-    results_dir: Path = DEFAULT_RESULTS
-    progress: bool = True
-    # Limits (harness.loadgen.limits): None takes the default from the user.conf's
-    # expectations; call_timeout_s 0 turns the per-call timeout off.
-    call_timeout_s: float | None = None
-    max_run_minutes: float | None = None
-    # Variable-length execution (harness.loadgen.sut.SUTSettings): batches run at their
-    # longest real length rounded up to seq_bucket tokens (None: padded to 384), samples
-    # batched in order of length; batch_wait_ms None: BATCH_WAIT_SHARE of the Server
-    # latency bound when batching, else 0.
-    seq_bucket: int | None = 1
-    sort_by_length: bool = True
-    batch_wait_ms: float | None = None
-    # keep LoadGen's trace (mlperf_log_trace.json: every sample's latency); large and slows a
-    # fast run, so off unless asked for (a sweep's latency-distribution point asks)
-    keep_trace: bool = False
-    # The rules (harness.loadgen.rules): "loadgen" is LoadGen 6's own mlperf.conf, "v1.0"
-    # the MLPerf v1.0 BERT rules; audit: a compliance test's settings (TEST01, TEST05).
-    rules: str = run_rules.LOADGEN
-    audit: str | None = None
-
-    @property
-    def batch(self) -> int:
-        """The batch size this run uses."""
-        return self.batch_size or DEFAULT_BATCH_SIZES.get(self.scenario, 1)
-
-    def validate(self) -> None:
-        check_scenario(self.scenario)
-        size = self.batch_size
-        if size is not None and (isinstance(size, bool) or not isinstance(size, int) or size < 1):
-            raise ConfigError(f"--batch-size must be an integer of at least 1, got "
-                              f"{self.batch_size!r}")
-        if self.call_timeout_s is not None and not self.call_timeout_s >= 0:
-            raise ConfigError(f"--call-timeout must be >= 0 seconds (0: none), got "
-                              f"{self.call_timeout_s}")
-        if self.seq_bucket is not None and self.seq_bucket < 1:
-            raise ConfigError(f"--seq-bucket must be at least 1 token (0: padded), got "
-                              f"{self.seq_bucket}")
-        if self.batch_wait_ms is not None and not self.batch_wait_ms >= 0:
-            raise ConfigError(f"--batch-wait-ms must be >= 0, got {self.batch_wait_ms}")
-        if self.max_run_minutes is not None and not self.max_run_minutes > 0:
-            raise ConfigError(f"--max-run-minutes must be positive, got {self.max_run_minutes}")
-        if self.mode not in MODES:
-            raise ConfigError(f"unknown mode {self.mode!r}; choose one of {', '.join(MODES)}")
-        run_rules.check_rules(self.rules, self.scenario, self.mode, self.audit)
-        if self.data.max_examples is not None and self.data.max_examples < 1:
-            raise ConfigError("--max-examples must be at least 1")
-        if self.user_conf is not None and not Path(self.user_conf).is_file():
-            raise ConfigError(f"{self.user_conf}: user.conf not found (pass --user-conf PATH)")
-        if self.user_conf is not None:
-            check_user_conf(Path(self.user_conf))  # in milliseconds, before any model work
 
 
 @dataclasses.dataclass(frozen=True)
@@ -188,6 +114,7 @@ def execute(config: RunConfig) -> RunOutcome:
         config.user_conf, config.scenario, len(data.features), config.short_run,
         run_rules.conf_lines(config.rules, config.scenario, len(data.features),
                              config.short_run), config.rules, expected, config.backend,
+        command_line_lines(config.scenario, config.target_qps, config.target_latency_ms),
     )
     audit_text = run_rules.audit_config_text(config.audit)
     # Everything that can be wrong with the inputs fails here, before anything is written.
@@ -338,10 +265,10 @@ def _sut_settings(config: RunConfig, test_settings, limits: RunLimits) -> SUTSet
     if wait_ms is None:
         bound_ms = test_settings.server_target_latency_ns / 1e6
         wait_ms = BATCH_WAIT_SHARE * bound_ms \
-            if config.scenario == "Server" and config.batch > 1 else 0.0
+            if TABLE[config.scenario].waits_for_batch and config.batch > 1 else 0.0
     return SUTSettings(
         config.batch, config.progress, limits.call_timeout_s, limits.deadline_s,
-        hold_on_stop=config.scenario == "Server" and config.mode == "performance",
+        hold_on_stop=TABLE[config.scenario].scheduled and config.mode == "performance",
         seq_bucket=config.seq_bucket, sort_by_length=config.sort_by_length,
         batch_wait_s=wait_ms / 1000,
     )

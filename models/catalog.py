@@ -29,12 +29,12 @@ from common.files import (
     slug,
     write_json_atomic,
 )
+from common.workspace import workspace
 from models.derived import resolve_int8_model, split_int8_name
 from models.resolved import ResolvedModel
 from squad.data import DataConfig
 
 DEFAULT_MODEL = "minilm-l6-squad-demo"
-DEFAULT_STORE = Path("models/store")
 
 
 class StaleExportWarning(HarnessWarning):
@@ -220,7 +220,7 @@ def _export_problem(out: Path, record: Path, weights_sha: str) -> str | None:
 def resolve_model(
     name_or_path: str,
     backend: str,
-    store: Path = DEFAULT_STORE,
+    store: Path | None = None,
     mirrors: Sequence[Path] = (),
     download: bool = True,
     data: DataConfig | None = None,
@@ -230,6 +230,7 @@ def resolve_model(
     ``data`` is where SQuAD features come from when a derived int8 model must be calibrated
     (the run's own data settings); by default the standard folders.
     """
+    store = Path(store) if store is not None else workspace().model_store
     entry = backend_entry(backend)
     spec = CATALOG.get(name_or_path)
     source_path: Path | None = None

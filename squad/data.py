@@ -10,7 +10,11 @@ from __future__ import annotations
 import dataclasses
 from pathlib import Path
 
+from pydantic.dataclasses import dataclass as pydantic_dataclass
+
 from common.files import SHARED_DIR, RemoteFile, ensure_file
+from common.settings import STRICT, Whole, setting
+from common.workspace import workspace
 from squad.examples import SquadExample, read_squad_examples
 from squad.features import FeatureSet, load_or_build_features
 
@@ -26,15 +30,28 @@ BERT_VOCAB = RemoteFile(
 )
 
 
-@dataclasses.dataclass(frozen=True)
+# The questions of SQuAD v1.1's dev set: --max-examples takes at most this many.
+DEV_QUESTIONS = 10570
+
+
+@pydantic_dataclass(frozen=True, config=STRICT)
 class DataConfig:
     """Where SQuAD files and the feature cache live; mirrors are tried before the URLs."""
 
-    data_dir: Path = Path("datasets/squad")
-    cache_dir: Path = Path("datasets/cache")
-    mirrors: tuple[Path, ...] = (SHARED_DIR / "squad",)
-    download: bool = True
-    max_examples: int | None = None
+    data_dir: Path = setting(default_factory=lambda: workspace().data_dir, flag="--data-dir",
+                             help="where dev-v1.1.json and vocab.txt are kept (default: "
+                             "datasets/squad in the workspace)")
+    cache_dir: Path = setting(default_factory=lambda: workspace().cache_dir, flag="--cache-dir",
+                              help="feature cache directory (default: datasets/cache in the "
+                              "workspace)")
+    mirrors: tuple[Path, ...] = setting(
+        (SHARED_DIR / "squad",), flag="--mirror", repeat=True,
+        help="local directory holding the official files, tried before the URLs (repeatable; "
+        "default: shared/squad beside the project)")
+    download: bool = setting(True, invert="--no-download", help="never use the network")
+    max_examples: Whole | None = setting(
+        None, flag="--max-examples", sweep="axis", ge=1, le=DEV_QUESTIONS, unit="questions",
+        help="only the first N questions (all of their features)")
 
 
 @dataclasses.dataclass(frozen=True)

@@ -272,9 +272,9 @@ def test_an_impossible_server_target_is_refused_up_front(workspace: Path) -> Non
 
 
 @pytest.mark.parametrize(("flag", "value", "fragment"), [
-    ("--batch-size", "0", "--batch-size must be"),
-    ("--call-timeout", "-1", "--call-timeout must be"),
-    ("--max-run-minutes", "0", "--max-run-minutes must be"),
+    ("--batch-size", "0", "--batch-size: got '0'; expected a whole number from 1"),
+    ("--call-timeout", "-1", "--call-timeout: got '-1'; expected a number from 0 to 86,400"),
+    ("--max-run-minutes", "0", "--max-run-minutes: got '0'; expected a number above 0"),
 ])
 def test_bad_limits_are_refused_before_anything_is_written(workspace: Path, flag: str,
                                                            value: str, fragment: str) -> None:

@@ -25,7 +25,6 @@ from filelock import FileLock, Timeout
 from common.errors import HarnessError
 from common.files import slug, write_text_atomic
 
-DEFAULT_RESULTS = Path("results")
 DIR_MODE = 0o755
 
 

@@ -22,25 +22,18 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from common.errors import ConfigError, HarnessWarning
+from harness.loadgen.scenarios import MODES, SCENARIOS, TABLE, scenario
 
-SCENARIOS = ("SingleStream", "MultiStream", "Server", "Offline")
-MODES = ("performance", "accuracy")
 LOADGEN_MODEL = "bert"  # the benchmark name mlperf.conf knows
 
 # Short-run setting: enough to see a real LoadGen run in about ten seconds of timed work per
 # scenario on a laptop. The results are INVALID for a submission (the real minimum is 600 s
 # and, for BERT, 10833 Offline samples or 270336 Server queries), and are marked as such.
-# Server and MultiStream keep a floor of queries: fewer can never be VALID, as LoadGen's
-# early stopping needs that many, none over the bound, to vouch for their 99th percentile
-# (Server: 0.99^459 < 0.01; MultiStream, LoadGen 6.0.17's own figure: "Need to process at
-# least 662 queries for early stopping"). SingleStream's p90 needs 64, which 10 s gives.
-EARLY_STOPPING_MIN_QUERIES = {"Server": 459, "MultiStream": 662}
+# Each scenario keeps the floor of queries its early stopping needs (the scenario table).
 SHORT_RUN_LINES = {
-    scenario: (
-        f"*.{scenario}.min_duration = 10000",
-        f"*.{scenario}.min_query_count = {EARLY_STOPPING_MIN_QUERIES.get(scenario, 1)}",
-    )
-    for scenario in SCENARIOS
+    name: (f"*.{name}.min_duration = 10000",
+           f"*.{name}.min_query_count = {entry.short_min_queries}")
+    for name, entry in TABLE.items()
 }
 # Also in LoadGen's own defaults: the most samples the QSL holds in memory at once for BERT.
 MLPERF_PERFORMANCE_SAMPLE_COUNT = 10833
@@ -185,41 +178,55 @@ def _warn(message: str) -> None:
     warnings.warn(message, UserConfWarning, stacklevel=4)
 
 
-def check_scenario(scenario: str) -> str:
+def check_scenario(name: str) -> str:
     """Return the scenario name, or raise ConfigError listing the valid ones."""
-    if scenario not in SCENARIOS:
-        raise ConfigError(f"unknown scenario {scenario!r}; choose one of {', '.join(SCENARIOS)}")
-    return scenario
+    return scenario(name).name
 
 
-def expected_lines(scenario: str, expected: dict[str, float] | None) -> list[str]:
+def expected_lines(name: str, expected: dict[str, float] | None) -> list[str]:
     """user.conf lines for what a backend that models its own timing says it will do
-    (``Backend.expected_performance``): Offline ``target_qps``, SingleStream and MultiStream
-    ``target_latency`` (a MultiStream query of 8 samples: the latency plus 7 more samples at
-    the planned rate). Server's ``target_qps`` is the load asked for, never an expectation."""
+    (``TimedDevice.expected_performance``): the expectation that sizes the scenario's test
+    (Offline ``target_qps``; SingleStream and MultiStream ``target_latency``, a MultiStream
+    query of 8 samples being the latency plus 7 more samples at the planned rate). Server's
+    ``target_qps`` is the load asked for, never an expectation."""
     if not expected:
         return []
+    entry = scenario(name)
     rate, latency = expected.get("samples_per_s"), expected.get("latency_s")
-    if scenario == "Offline" and rate:
-        return [f"{LOADGEN_MODEL}.Offline.target_qps = {rate:.6g}"]
-    if scenario == "SingleStream" and latency:
-        return [f"{LOADGEN_MODEL}.SingleStream.target_latency = {latency * 1e3:.6g}"]
-    if scenario == "MultiStream" and latency and rate:
-        return [f"{LOADGEN_MODEL}.MultiStream.target_latency = "
-                f"{(latency + 7 / rate) * 1e3:.6g}"]
+    if entry.scheduled:
+        return []
+    if entry.expectation == "target_qps" and rate:
+        return [f"{LOADGEN_MODEL}.{name}.target_qps = {rate:.6g}"]
+    if entry.expectation == "target_latency" and latency:
+        extra = (entry.default_batch - 1) / rate if rate else 0.0
+        if entry.default_batch > 1 and not rate:
+            return []
+        return [f"{LOADGEN_MODEL}.{name}.target_latency = {(latency + extra) * 1e3:.6g}"]
     return []
+
+
+def command_line_lines(name: str, target_qps: float | None,
+                       target_latency_ms: float | None) -> list[str]:
+    """user.conf lines for ``--target-qps`` and ``--target-latency-ms``: each sets the
+    expectation of the scenarios it applies to (the scenario table) and is ignored by the
+    others."""
+    entry = scenario(name)
+    value = target_qps if entry.expectation == "target_qps" else target_latency_ms
+    return [] if value is None else [f"{LOADGEN_MODEL}.{name}.{entry.expectation} = {value:.6g}"]
 
 
 def resolved_user_conf(
     user_conf: Path | None, scenario: str, qsl_size: int, short_run: bool,
     rules_lines: Sequence[str] = (), rules_name: str = "",
     expected: Sequence[str] = (), expected_from: str = "",
+    command_line: Sequence[str] = (),
 ) -> str:
     """Text of the single user.conf LoadGen will read for this run.
 
-    ``expected`` (:func:`expected_lines` of the backend ``expected_from``) and then
-    ``rules_lines`` (a rule set's values, see ``harness.loadgen.rules``) come after the
-    user's file, so that they win, and before the harness's own lines.
+    ``expected`` (:func:`expected_lines` of the backend ``expected_from``), then
+    ``command_line`` (:func:`command_line_lines`) and then ``rules_lines`` (a rule set's
+    values, see ``harness.loadgen.rules``) come after the user's file, so that they win,
+    and before the harness's own lines.
     """
     check_scenario(scenario)
     parts: list[str] = []
@@ -228,6 +235,9 @@ def resolved_user_conf(
     if expected:
         parts.append(f"# --- expected performance: the {expected_from} backend's own model "
                      "(added by the harness)\n" + "\n".join(expected) + "\n")
+    if command_line:
+        parts.append("# --- from the command line (--target-qps, --target-latency-ms)\n"
+                     + "\n".join(command_line) + "\n")
     if rules_lines:
         parts.append(f"# --- rules {rules_name} (added by the harness)\n"
                      + "\n".join(rules_lines) + "\n")

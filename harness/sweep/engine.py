@@ -23,7 +23,7 @@ from typing import Any
 
 from common.errors import ConfigError
 from common.files import slug, write_text_atomic
-from harness.loadgen.results import DEFAULT_RESULTS
+from common.workspace import workspace
 from harness.sweep import plots
 from harness.sweep.formula import evaluate
 from harness.sweep.launch import (
@@ -48,7 +48,6 @@ from harness.sweep.spec import OPTION_PREFIX, SweepSpec
 from harness.sweep.table import point_row, setting_columns, write_tables
 from harness.system import describe_host
 
-DEFAULT_SWEEPS = DEFAULT_RESULTS / "sweeps"
 DEFAULT_START_QPS = 10.0
 
 
@@ -58,7 +57,7 @@ class SweepOptions:
 
     find_peak: bool = False
     peak_method: str | None = None  # None: the file's [peak] method
-    results_dir: Path = DEFAULT_SWEEPS
+    results_dir: Path = dataclasses.field(default_factory=lambda: workspace().sweeps)
     extra_args: tuple[str, ...] = ()  # data flags for every run (--mirror, --no-download...)
     progress: bool = True
     distribution: bool = True  # run the chosen point again keeping LoadGen's trace
