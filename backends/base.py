@@ -151,7 +151,7 @@ class Backend(ABC):
                 self.options = self.Options(**own)
             except ValidationError as exc:
                 raise BackendError(f"{self.name} backend: " + problem(
-                    exc, lambda name: f"option {name}", all_declared(self.Options))) from None
+                    exc, lambda name: f"option {name}", all_declared(self.Options), own)) from None
 
     @abstractmethod
     def version(self) -> str:

@@ -236,15 +236,25 @@ def all_declared(cls: type, prefix: str = "") -> dict[str, Declared]:
     return found
 
 
+def _given(values: Any, loc: list[str], fallback: Any) -> Any:
+    """The value the user gave at ``loc`` (before any conversion), else ``fallback``."""
+    for part in loc:
+        if not isinstance(values, dict) or part not in values:
+            return fallback
+        values = values[part]
+    return values
+
+
 def problem(exc: ValidationError, name_of: Callable[[str], str],
-            fields: dict[str, Declared] | None = None) -> str:
+            fields: dict[str, Declared] | None = None, values: Any = None) -> str:
     """One line for the first error of ``exc``: the setting (``name_of(dotted path)``), the
-    value given and what the setting accepts (``fields``: by dotted path)."""
+    value given (``values``: what was passed in) and what the setting accepts (``fields``:
+    by dotted path)."""
     error = exc.errors(include_url=False)[0]
     loc = [str(part) for part in error.get("loc", ()) if not str(part).isdigit()]
     path = ".".join(loc)
     where = name_of(path) if loc else "settings"
-    given = error.get("input")
+    given = _given(values, loc, error.get("input"))
     shown = repr(given) if not isinstance(given, str) else repr(given[:60])
     if error.get("type") in ("unexpected_keyword_argument", "extra_forbidden"):
         known = sorted(fields or {})
@@ -267,7 +277,7 @@ def build(cls: type, values: dict[str, Any], name_of: Callable[[str], str] = str
     try:
         return cls(**values)
     except ValidationError as exc:
-        raise ConfigError(problem(exc, name_of, all_declared(cls))) from None
+        raise ConfigError(problem(exc, name_of, all_declared(cls), values)) from None
 
 
 def check_value(declared: Declared, value: Any) -> Any:

@@ -310,6 +310,11 @@ def config_from_args(args: argparse.Namespace, cls: type = RunConfig,
     return build(cls, values, flag_of(cls))
 
 
+def config_record(config: Any) -> dict[str, Any]:
+    """The resolved config as ``settings.json`` records it (every declared field)."""
+    return dataclasses.asdict(config)
+
+
 def settings_table(cls: type = RunConfig) -> list[tuple[str, str, str, str]]:
     """``(flag, sweep key, accepts, help)`` of every setting, for ``python -m harness
     settings`` and ``make help``."""

@@ -21,7 +21,7 @@ from typing import Any, NoReturn
 from backends import BackendError, get_backend_class, model_backend
 from common.errors import ConfigError, HarnessError
 from common.files import file_md5, write_json_atomic
-from harness.config import RunConfig
+from harness.config import RunConfig, config_record
 from harness.loadgen import rules as run_rules
 from harness.loadgen.driver import ForcedStop, RunInterrupted, run_test
 from harness.loadgen.limits import (
@@ -326,7 +326,7 @@ def _settings_record(config, system, model, backend, data: PreparedData) -> dict
         "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         "command": sys.argv,
         "system": system,
-        "config": dataclasses.asdict(config),
+        "config": config_record(config),
         "model": model.to_json(),
         "backend": backend.describe(),
         "loadgen_version": version("mlcommons-loadgen"),

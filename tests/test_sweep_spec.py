@@ -80,12 +80,13 @@ def test_a_point_is_its_own_run_with_its_own_user_conf(good: Path, tmp_path: Pat
     assert args[0] == "run"
     flags = " ".join(args)
     for part in ("--scenario Server", "--backend null", "--batch-size 4", "--short",
+                 "--target-qps 10",
                  "--max-examples 20", "--backend-option delay_ms=2",
                  "--backend-option spec.clock_ghz=1.1", "--no-progress", "--no-download",
                  f"--results-dir {tmp_path / 'p'}"):
         assert part in flags
     conf = point.user_conf()
-    assert "bert.Server.target_qps = 10\n" in conf
+    assert "target_qps = 10" not in conf  # on the command line, which wins over the file
     assert "bert.Server.max_async_queries = 0\n" in conf
     # the base file's own target_qps is left in, commented out; the rest kept as it was
     assert "# set by the sweep: bert.Server.target_qps = 5" in conf
@@ -120,7 +121,7 @@ def test_every_shipped_sweep_file_is_valid() -> None:
 @pytest.mark.parametrize(("text", "fragments"), [
     ("[base\nscenario = 'Server'", ["not valid TOML", "line 1"]),
     ("[base]\nbatch = 4", ["[base]", "unknown key 'batch'", "did you mean batch_size"]),
-    ("[points]\nbatch_size = [1, 0]", ["[points] batch_size", "at least 1", "got 0"]),
+    ("[points]\nbatch_size = [1, 0]", ["[points] batch_size", "from 1 to 65,536", "got 0"]),
     ("[points]\nbatch_size = [1, 2, 2]", ["[points] batch_size", "listed twice"]),
     ("[points]\ntarget_qps = { from = 10, to = 5, step = 1 }", ["'to' is below 'from'"]),
     ("[points]\ntarget_qps = { from = 10, to = 50 }", ["{from, to, step} or {from, to, times}"]),
@@ -164,5 +165,6 @@ def test_the_command_line_prints_one_error_line_and_exits_2(tmp_path: Path) -> N
     assert done.returncode == 2
     assert "Traceback" not in done.stderr
     assert done.stderr.count("error: ") == 1
-    assert "[points] batch_size: expected a whole number of at least 1, got 'two'" in done.stderr
+    assert ("[points] batch_size: expected a whole number from 1 to 65,536 (samples), got "
+            "'two'") in done.stderr
     assert not (tmp_path / "results").exists()

@@ -17,20 +17,16 @@ from typing import Any
 
 from common.errors import ConfigError
 from common.files import slug
+from harness.config import flagged_fields
+from harness.loadgen.scenarios import TABLE
 from harness.loadgen.settings import LOADGEN_MODEL
 from harness.sweep.spec import OPTION_PREFIX, USER_CONF_AXES, SweepSpec, Value
 
 # LoadGen's TestMode.FindPeakPerformance, as a user.conf reads it (harness.sweep.peak).
 FIND_PEAK_MODE = 3
-# How the ``run`` command line spells each setting.
-FLAGS = {
-    "scenario": "--scenario", "backend": "--backend", "model": "--model",
-    "device": "--device", "batch_size": "--batch-size", "threads": "--threads",
-    "inter_threads": "--inter-threads", "seq_bucket": "--seq-bucket",
-    "batch_wait_ms": "--batch-wait-ms", "max_examples": "--max-examples",
-    "system": "--system", "max_run_minutes": "--max-run-minutes",
-    "call_timeout": "--call-timeout",
-}
+# How the ``run`` command line spells each sweep key (generated from harness.config).
+FLAGS = {f.sweep_key: f for f in flagged_fields() if f.field.info.sweep
+         and f.sweep_key != "backend_options"}
 SHORT_NAMES = {"target_qps": "qps", "target_latency_ms": "lat", "batch_size": "bs",
                "threads": "t", "inter_threads": "it", "scenario": "", "backend": "",
                "min_duration_ms": "dur", "batch_wait_ms": "wait", "max_examples": "n"}
@@ -84,11 +80,17 @@ class Point:
         own.update(self.settings.get("conf", {}))
         if self.find_peak_mode:
             own["mode"] = FIND_PEAK_MODE
+        # --target-qps / --target-latency-ms set the scenario's expectation on the command
+        # line (after this file, so they win); the base file's own line is commented out too
+        expectation = TABLE[self.scenario].expectation  # target_qps or target_latency
+        flag_key = "target_qps" if expectation == "target_qps" else "target_latency_ms"
+        by_flag = {expectation: True} if self.settings.get(flag_key) is not None else {}
         lines = [f"# user.conf of sweep point {self.label} ({self.id})"]
         if self.conf_text:
             lines.append("# --- the base user.conf; what this point sets is commented out")
             for line in self.conf_text.splitlines():
-                lines.append(f"# set by the sweep: {line}" if self._sets(line, own) else line)
+                lines.append(f"# set by the sweep: {line}"
+                             if self._sets(line, {**own, **by_flag}) else line)
         lines.append("# --- this point")
         for key, value in own.items():
             lines.append(f"{LOADGEN_MODEL}.{self.scenario}.{key} = {number_text(value)}")
@@ -104,12 +106,11 @@ class Point:
     def run_args(self, results_dir: Path, conf_path: Path, extra: list[str]) -> list[str]:
         """``run`` and its flags for this point (``extra``: data flags from the command line)."""
         args = ["run"]
-        for name, flag in FLAGS.items():
+        for name, flagged in FLAGS.items():
             value = self.settings.get(name)
-            if value is not None:
-                args += [flag, number_text(value)]
-        if self.settings.get("short"):
-            args.append("--short")
+            if value is None or value is False:
+                continue
+            args += [flagged.flag] if value is True else [flagged.flag, number_text(value)]
         for key, value in self.settings.get("backend_options", {}).items():
             args += ["--backend-option", f"{key}={number_text(value)}"]
         args += ["--user-conf", str(conf_path), "--results-dir", str(results_dir),

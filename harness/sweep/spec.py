@@ -40,9 +40,10 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from backends.base import DEVICES
 from common.errors import ConfigError
-from harness.loadgen.settings import SCENARIOS, USER_CONF_KEYS
+from common.settings import Declared, check_value
+from harness.config import RunConfig, flagged_fields, sweep_keys
+from harness.loadgen.settings import USER_CONF_KEYS
 from harness.sweep.formula import formula_names, parse_formula
 
 Value = str | int | float | bool
@@ -98,30 +99,45 @@ def _option(value: Any) -> Value:
     return value
 
 
-# What a point may vary (and the base may set). The user.conf ones become LoadGen settings
-# of the point's scenario (target_qps: Server's schedule, Offline's expected rate).
-AXES: dict[str, Field] = {
-    "scenario": Field(_text(SCENARIOS), "LoadGen scenario"),
-    "backend": Field(_text(), "backend name (python -m harness list)"),
-    "model": Field(_text(), "catalog name or model path"),
-    "device": Field(_text(DEVICES), "device"),
-    "batch_size": Field(_whole(1), "most samples per backend call"),
-    "threads": Field(_whole(0), "intra-op threads (0: the framework's default)"),
-    "inter_threads": Field(_whole(0), "inter-op threads"),
-    "seq_bucket": Field(_whole(0), "--seq-bucket (0: padded to 384)"),
-    "batch_wait_ms": Field(_number(0), "--batch-wait-ms"),
-    "max_examples": Field(_whole(1), "only the first N questions"),
-    "short": Field(_flag, "short run (10 s minimum duration, no minimum query count)"),
-    "target_qps": Field(_number(0, inclusive=False), "user.conf target_qps"),
-    "target_latency_ms": Field(_number(0, inclusive=False), "user.conf target_latency (ms)"),
-    "min_duration_ms": Field(_whole(0), "user.conf min_duration (ms)"),
-    "min_query_count": Field(_whole(1), "user.conf min_query_count"),
-}
-# What only the base sets.
-BASE_ONLY = ("user_conf", "system", "max_run_minutes", "call_timeout", "args", "conf",
-             "backend_options")
-USER_CONF_AXES = {"target_qps": "target_qps", "target_latency_ms": "target_latency",
-                  "min_duration_ms": "min_duration", "min_query_count": "min_query_count"}
+# What a point may vary (and the base may set): every run setting declared as a sweep axis
+# in harness.config (its key is the flag's words: --inter-threads is inter_threads), and the
+# LoadGen settings below, which become user.conf lines of the point's scenario.
+USER_CONF_AXES = {"min_duration_ms": "min_duration", "min_query_count": "min_query_count"}
+
+
+def _declared_check(declared: Declared) -> Callable[[Any], Value]:
+    def check(value: Any) -> Value:
+        if declared.kind == "flag" and not isinstance(value, bool):
+            raise ValueError("expected true or false")
+        checked = check_value(declared, value)
+        # a choice keeps its declared spelling; numbers keep the file's own (40 stays 40)
+        return checked if isinstance(checked, str) else value
+    return check
+
+
+def setting_fields(config_class: type = RunConfig) -> tuple[dict[str, Field], tuple[str, ...]]:
+    """The sweep keys of ``config_class``'s declared settings: ``(axes, base-only keys)``."""
+    axes: dict[str, Field] = {}
+    base_only: list[str] = []
+    for key, flagged in sweep_keys(config_class).items():
+        if key == "backend_options":
+            continue
+        if flagged.field.info.sweep == "axis":
+            axes[key] = Field(_declared_check(flagged.field), flagged.field.info.help)
+        else:
+            base_only.append(key)
+    axes["min_duration_ms"] = Field(_whole(0), "user.conf min_duration (ms)")
+    axes["min_query_count"] = Field(_whole(1), "user.conf min_query_count")
+    return axes, tuple(base_only)
+
+
+AXES, _BASE_SETTINGS = setting_fields()
+# The sweep's own keys, which only the base sets (with the declared base-only settings).
+SWEEP_BASE_KEYS = ("user_conf", "args", "conf", "backend_options")
+BASE_ONLY = (*_BASE_SETTINGS, *SWEEP_BASE_KEYS)
+# Flags a point's run gets from the sweep itself: never in [base] args.
+SWEEP_FLAGS = {"--user-conf": "user_conf", "--results-dir": "(the sweep's own folder)",
+               "--no-progress": "(always set)"}
 OPTION_PREFIX = "backend_options."
 COMBINE = ("grid", "zip")
 PEAK_METHODS = ("bisect", "loadgen")
@@ -194,6 +210,9 @@ class _Reader:
 
     def __init__(self, path: Path) -> None:
         self.path = path
+        self.axes: dict[str, Field] = AXES
+        self.base_settings: tuple[str, ...] = _BASE_SETTINGS
+        self.declared: dict[str, Declared] = {}
 
     def fail(self, where: str, message: str) -> ConfigError:
         return ConfigError(f"{self.path}: {where}: {message}")
@@ -278,8 +297,8 @@ def _toml(path: Path) -> tuple[dict, str]:
         raise ConfigError(f"{path}: not valid TOML: {exc}") from None
 
 
-def load_sweep(path: Path) -> SweepSpec:
-    """Read and check a sweep file."""
+def load_sweep(path: Path, config_class: type = RunConfig) -> SweepSpec:
+    """Read and check a sweep file (its keys: the sweep settings of ``config_class``)."""
     path = Path(path)
     data, text = _toml(path)
     reader = _Reader(path)
@@ -292,8 +311,12 @@ def load_sweep(path: Path) -> SweepSpec:
     if not isinstance(description, str):
         raise reader.fail("[sweep] description", f"expected text, got {description!r}")
     combine = reader.value("[sweep] combine", _text(COMBINE), head.get("combine", "grid"))
-    base = _base(reader, reader.table(data, "base", (*AXES, *BASE_ONLY)))
-    axes = _axes(reader, reader.table(data, "points", (*AXES, "backend_options")))
+    axes_fields, base_settings = setting_fields(config_class)
+    reader.axes, reader.base_settings = axes_fields, base_settings
+    reader.declared = {key: f.field for key, f in sweep_keys(config_class).items()}
+    base = _base(reader, reader.table(data, "base", (*axes_fields, *base_settings,
+                                                       *SWEEP_BASE_KEYS)))
+    axes = _axes(reader, reader.table(data, "points", (*axes_fields, "backend_options")))
     if combine == "zip" and len({len(axis.values) for axis in axes}) > 1:
         lengths = ", ".join(f"{axis.name}: {len(axis.values)}" for axis in axes)
         raise reader.fail('[sweep] combine = "zip"',
@@ -311,17 +334,18 @@ def _base(reader: _Reader, table: dict) -> dict[str, Any]:
     base: dict[str, Any] = {}
     for key, value in table.items():
         where = f"[base] {key}"
-        if key in AXES:
-            base[key] = reader.value(where, AXES[key].check, value)
-        elif key in ("user_conf", "system"):
+        if key in reader.axes:
+            base[key] = reader.value(where, reader.axes[key].check, value)
+        elif key == "user_conf":
             base[key] = reader.value(where, _text(), value) if value is not False else None
-        elif key == "max_run_minutes":
-            base[key] = reader.value(where, _number(0, inclusive=False), value)
-        elif key == "call_timeout":
-            base[key] = reader.value(where, _number(0), value)
+        elif key == "system" and value is False:
+            base[key] = None
+        elif key in reader.base_settings:
+            base[key] = reader.value(where, _declared_check(reader.declared[key]), value)
         elif key == "args":
             if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
                 raise reader.fail(where, f"expected a list of command-line words, got {value!r}")
+            _check_args(reader, where, value)
             base[key] = list(value)
         elif key == "conf":
             base[key] = _conf(reader, value)
@@ -330,6 +354,20 @@ def _base(reader: _Reader, table: dict) -> dict[str, Any]:
                 raise reader.fail(where, "expected a table of option = value")
             base[key] = {k: reader.value(f"{where}.{k}", _option, v) for k, v in value.items()}
     return base
+
+
+def _check_args(reader: _Reader, where: str, words: list[str]) -> None:
+    """Refuse a flag the sweep sets itself: it would silently change what a point measures
+    (a --scenario there made SingleStream runs table as Server points)."""
+    keys = {f.flag: f.sweep_key for f in flagged_fields() if f.field.info.sweep}
+    for word in words:
+        flag = word.split("=", 1)[0]
+        if flag in keys:
+            raise reader.fail(where, f"{flag} is a sweep setting: set {keys[flag]} in [base] "
+                              "(or vary it in [points]) instead")
+        if flag in SWEEP_FLAGS:
+            raise reader.fail(where, f"{flag} is set by the sweep itself "
+                              f"({SWEEP_FLAGS[flag]}); leave it out of args")
 
 
 def _conf(reader: _Reader, table: Any) -> dict[str, Value]:
@@ -354,7 +392,8 @@ def _axes(reader: _Reader, table: dict) -> tuple[Axis, ...]:
                 where = f"[points] backend_options.{option}"
                 axes.append(Axis(OPTION_PREFIX + option, reader.values(where, _option, values)))
         else:
-            axes.append(Axis(key, reader.values(f"[points] {key}", AXES[key].check, spec)))
+            axes.append(Axis(key, reader.values(f"[points] {key}", reader.axes[key].check,
+                                                spec)))
     return tuple(axes)
 
 
