@@ -36,7 +36,7 @@ from common.settings import (
 )
 from common.workspace import workspace
 from harness.loadgen import rules as run_rules
-from harness.loadgen.scenarios import MODES, SCENARIOS, TABLE
+from harness.loadgen.scenarios import EXPECTATION_BOUNDS, MODES, SCENARIOS, TABLE
 from models.catalog import DEFAULT_MODEL
 from squad.data import DataConfig
 
@@ -92,10 +92,13 @@ class RunConfig:
                               "(Server: 459, MultiStream: 662, the fewest early stopping "
                               "accepts); minutes on a laptop, never submittable")
     target_qps: Number | None = setting(
-        None, flag="--target-qps", sweep="axis", gt=0, le=10_000_000, unit="samples/s",
+        None, flag="--target-qps", sweep="axis", gt=EXPECTATION_BOUNDS["target_qps"][0],
+        le=EXPECTATION_BOUNDS["target_qps"][1], unit=EXPECTATION_BOUNDS["target_qps"][2],
         help="Offline's expected rate and Server's target (overrides the user.conf)")
     target_latency_ms: Number | None = setting(
-        None, flag="--target-latency-ms", sweep="axis", gt=0, le=3_600_000, unit="ms",
+        None, flag="--target-latency-ms", sweep="axis",
+        gt=EXPECTATION_BOUNDS["target_latency"][0], le=EXPECTATION_BOUNDS["target_latency"][1],
+        unit=EXPECTATION_BOUNDS["target_latency"][2],
         help="SingleStream's and MultiStream's expected latency (overrides the user.conf)")
     data: DataConfig = setting(default_factory=DataConfig, help="SQuAD files and features")
     model_store: Path = setting(default_factory=lambda: workspace().model_store,

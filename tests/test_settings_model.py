@@ -131,3 +131,20 @@ def test_every_sweep_axis_refuses_hostile_values(key: str, value: str, tmp_path:
     accepted = spec.axes[0].values[0]
     assert value in ("0", "-1", "word") or key in ("model", "backend", "scenario", "device")
     assert accepted == 0 or accepted == -1 or isinstance(accepted, str)
+
+
+@pytest.mark.parametrize("value", [*HOSTILE, "99999999999999999999999"])
+@pytest.mark.parametrize("scenario", ["Offline", "Server", "SingleStream", "MultiStream"])
+def test_user_conf_targets_refuse_hostile_values(scenario: str, value: str,
+                                                 tmp_path: Path) -> None:
+    """The user.conf's expectation of each scenario is bounded like the flags that set it."""
+    from harness.loadgen.scenarios import TABLE
+    from harness.loadgen.settings import check_user_conf
+
+    key = TABLE[scenario].expectation
+    conf = tmp_path / "user.conf"
+    conf.write_text(f"bert.{scenario}.{key} = {value}\n")
+    with pytest.raises(ConfigError) as raised:
+        check_user_conf(conf)
+    message = str(raised.value)
+    assert message.startswith(f"{conf}, line 1: {key} = {value}: ") and "\n" not in message

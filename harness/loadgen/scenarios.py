@@ -13,6 +13,10 @@ import dataclasses
 from common.errors import ConfigError
 
 MODES = ("performance", "accuracy")
+# The expectations a user sets (user.conf, --target-qps, --target-latency-ms): the
+# exclusive lower and inclusive upper bound, and the unit.
+EXPECTATION_BOUNDS = {"target_qps": (0.0, 10_000_000.0, "samples/s"),
+                      "target_latency": (0.0, 3_600_000.0, "ms")}
 
 
 @dataclasses.dataclass(frozen=True)

@@ -22,7 +22,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from common.errors import ConfigError, HarnessWarning
-from harness.loadgen.scenarios import MODES, SCENARIOS, TABLE, scenario
+from harness.loadgen.scenarios import EXPECTATION_BOUNDS, MODES, SCENARIOS, TABLE, scenario
 
 LOADGEN_MODEL = "bert"  # the benchmark name mlperf.conf knows
 
@@ -64,6 +64,7 @@ MLPERF_CONF_ONLY_KEYS = frozenset((
     "test05", "test05_qsl_rng_seed", "test05_sample_index_rng_seed", "test05_schedule_rng_seed",
 ))
 PERCENT_KEYS = frozenset(("target_latency_percentile",))  # LoadGen multiplies them by 0.01
+MAX_CONF_INT = 2**63 - 1  # past this LoadGen's strtoull saturates or wraps
 _INT_VALUE = re.compile(r"\+?(0[xX][0-9a-fA-F]+|[0-9]+)")
 _FLOAT_VALUE = re.compile(r"\+?([0-9]+\.?[0-9]*|\.[0-9]+)([eE][+-]?[0-9]+)?")
 # What strtoull or strtod reads whole: LoadGen's test for a value of any key.
@@ -172,6 +173,14 @@ def _check_conf_value(where: str, key: str, value: str, kind: str) -> None:
         else float(value)
     if key in PERCENT_KEYS and not 0 < number <= 100:
         raise ConfigError(f"{where}: {key} = {value}: expected a percentile in (0, 100]")
+    if key in EXPECTATION_BOUNDS:
+        low, high, unit = EXPECTATION_BOUNDS[key]
+        if not low < number <= high:
+            raise ConfigError(f"{where}: {key} = {value}: expected a number above {low:g}, at "
+                              f"most {high:,.0f} ({unit})")
+    if kind == "int" and number > MAX_CONF_INT:
+        raise ConfigError(f"{where}: {key} = {value}: expected a whole number of at most "
+                          f"{MAX_CONF_INT:,}")
 
 
 def _warn(message: str) -> None:
