@@ -26,6 +26,7 @@ import math
 from typing import Any
 
 from common.errors import ConfigError
+from harness.loadgen.scenarios import TABLE
 
 OUTSTANDING_BUDGET_S = 2.0  # Server: seconds of queries at the target rate allowed in flight
 MIN_OUTSTANDING = 8  # ... but never fewer queries than this
@@ -55,16 +56,14 @@ class RunLimits:
 
 def expected_s_per_sample(test_settings: Any, scenario: str) -> float:
     """Seconds per sample that the user.conf expects (target QPS or expected latency)."""
-    if scenario == "Offline":
-        qps = test_settings.offline_expected_qps
-    elif scenario == "Server":
-        qps = test_settings.server_target_qps
-    elif scenario == "SingleStream":
-        return test_settings.single_stream_expected_latency_ns / 1e9
-    else:
-        per_query = test_settings.multi_stream_expected_latency_ns / 1e9
-        return per_query / max(1, test_settings.multi_stream_samples_per_query)
-    return 1.0 / qps if qps > 0 else math.inf
+    entry = TABLE[scenario]
+    expected = getattr(test_settings, entry.loadgen_expectation)
+    if entry.expectation == "target_qps":
+        return 1.0 / expected if expected > 0 else math.inf
+    per_query = expected / 1e9
+    samples = getattr(test_settings, entry.loadgen_samples_per_query) \
+        if entry.loadgen_samples_per_query else 1
+    return per_query / max(1, samples)
 
 
 def resolve_limits(test_settings: Any, scenario: str, batch_size: int,
@@ -82,7 +81,7 @@ def resolve_limits(test_settings: Any, scenario: str, batch_size: int,
     if max_run_s is None:
         max_run_s = max(RUN_LIMIT_FLOOR_S, RUN_LIMIT_FACTOR * test_settings.min_duration_ms / 1e3)
     max_async = None
-    if scenario == "Server":
+    if TABLE[scenario].scheduled:
         max_async = max(MIN_OUTSTANDING,
                         math.ceil(OUTSTANDING_BUDGET_S * test_settings.server_target_qps))
     return RunLimits(call_timeout_s or None, float(max_run_s), max_async, per_sample)
@@ -99,22 +98,24 @@ def apply_limits(test_settings: Any, limits: RunLimits, mode: str) -> None:
 def expected_run_s(test_settings: Any, scenario: str, mode: str, qsl_size: int,
                    measured_s_per_sample: float) -> tuple[float, str]:
     """Seconds the run should take at the measured speed, and what LoadGen will issue."""
+    entry = TABLE[scenario]
     min_duration = test_settings.min_duration_ms / 1e3
     min_queries = test_settings.min_query_count
     if mode == "accuracy":
         samples = qsl_size
-        if scenario == "Server":  # issued on the Server schedule even in accuracy mode
+        if entry.scheduled:  # issued on the Server schedule even in accuracy mode
             return max(samples * measured_s_per_sample,
                        samples / max(test_settings.server_target_qps, 1e-9)), \
                 f"{samples} samples (accuracy mode)"
         return samples * measured_s_per_sample, f"{samples} samples (accuracy mode)"
-    if scenario == "Offline":
-        samples = max(min_queries, int(1.1 * min_duration * test_settings.offline_expected_qps))
-        return samples * measured_s_per_sample, f"{samples} Offline samples"
-    if scenario == "Server":
+    if entry.scheduled:
         queries = max(min_queries, int(min_duration * test_settings.server_target_qps))
         return max(min_duration, queries * measured_s_per_sample), f"{queries} Server queries"
-    per_query = 1 if scenario == "SingleStream" else test_settings.multi_stream_samples_per_query
+    if entry.expectation == "target_qps":  # one query of all the samples (Offline)
+        samples = max(min_queries, int(1.1 * min_duration * test_settings.offline_expected_qps))
+        return samples * measured_s_per_sample, f"{samples} {scenario} samples"
+    per_query = getattr(test_settings, entry.loadgen_samples_per_query) \
+        if entry.loadgen_samples_per_query else 1
     return max(min_duration, min_queries * per_query * measured_s_per_sample), \
         f"at least {min_queries} {scenario} queries over {min_duration:g} s"
 
@@ -125,7 +126,7 @@ def check_run_time(estimate_s: float, what: str, limits: RunLimits, scenario: st
     if estimate_s <= limits.max_run_s:
         return
     rate = 1.0 / measured_s_per_sample if measured_s_per_sample > 0 else math.inf
-    key = {"Offline": "target_qps", "Server": "target_qps"}.get(scenario, "target_latency")
+    key = TABLE[scenario].expectation
     suggestion = (f"{rate:.3g}" if key == "target_qps"
                   else f"{measured_s_per_sample * 1e3:.3g}")
     raise ConfigError(

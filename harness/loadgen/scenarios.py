@@ -47,6 +47,10 @@ class Scenario:
     waits_for_batch: bool = False
     # A backend's preferred batch (a self-timed device) applies: throughput scenarios.
     device_batch: bool = False
+    # LoadGen's TestSettings attribute holding the expectation (QPS, or latency in ns), and
+    # the one holding a query's sample count (None: one sample a query, or all: Offline).
+    loadgen_expectation: str = ""
+    loadgen_samples_per_query: str | None = None
 
     @property
     def expectation_unit(self) -> str:
@@ -55,15 +59,19 @@ class Scenario:
 
 TABLE: dict[str, Scenario] = {
     "SingleStream": Scenario("SingleStream", "target_latency", "90th percentile latency",
-                             "ms", False, short_min_queries=1, default_batch=1),
+                             "ms", False, short_min_queries=1, default_batch=1,
+                             loadgen_expectation="single_stream_expected_latency_ns"),
     "MultiStream": Scenario("MultiStream", "target_latency", "99th percentile query latency",
                             "ms", False, short_min_queries=662, default_batch=8,
-                            device_batch=True),
+                            device_batch=True,
+                            loadgen_expectation="multi_stream_expected_latency_ns",
+                            loadgen_samples_per_query="multi_stream_samples_per_query"),
     "Server": Scenario("Server", "target_qps", "scheduled samples per second", "samples/s",
                        True, short_min_queries=459, default_batch=1, scheduled=True,
-                       waits_for_batch=True),
+                       waits_for_batch=True, loadgen_expectation="server_target_qps"),
     "Offline": Scenario("Offline", "target_qps", "samples per second", "samples/s", True,
-                        short_min_queries=1, default_batch=8, device_batch=True),
+                        short_min_queries=1, default_batch=8, device_batch=True,
+                        loadgen_expectation="offline_expected_qps"),
 }
 SCENARIOS = tuple(TABLE)
 
