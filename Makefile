@@ -35,6 +35,8 @@ help: ## list targets and variables
 	@echo "           MAX_EXAMPLES=N (first N questions) MIRROR=$(MIRROR) SYSTEM=name ARGS=..."
 	@echo "           BENCHMARK=$(BENCHMARK) SCENARIOS=$(or $(SCENARIOS),required) (make submission)"
 	@echo "           SWEEP=$(SWEEP) (make sweep; ARGS=--find-peak) A=... B=... (make compare)"
+	@echo "every run setting (ARGS=\"--flag value\"), generated from its declaration:"
+	@if [ -x $(PY) ]; then $(PY) -m harness settings; else echo "  (make install first)"; fi
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON_BOOT) -m venv $(VENV)
