@@ -22,13 +22,14 @@ from backends import (
     get_backend_class,
 )
 from backends.base import DEVICES
-from common.errors import ConfigError, HarnessError, HarnessWarning
+from common.errors import EXIT_INVALID, EXIT_OK, ConfigError, HarnessError, HarnessWarning
 from common.workspace import workspace
 from harness import agreement
 from harness.config import RunConfig, add_arguments, config_from_args, settings_table
 from harness.loadgen import rules as run_rules
 from harness.loadgen.driver import ForcedStop, RunInterrupted
 from harness.loadgen.scenarios import SCENARIOS
+from harness.loadgen.sizing import next_step
 from harness.runner import execute
 from models.catalog import CATALOG, DEFAULT_MODEL, resolve_model
 from squad.data import DataConfig, prepare_data
@@ -386,12 +387,17 @@ def _run_config(args: argparse.Namespace, mode: str | None = None) -> RunConfig:
 
 
 def _cmd_run(args: argparse.Namespace, mode: str | None) -> int:
-    outcome = execute(_run_config(args, mode))
+    """Exit 0 for a VALID test (or an accuracy run), 3 for an INVALID one, with a next step."""
+    config = _run_config(args, mode)
+    outcome = execute(config)
     print("\n".join(outcome.loadgen.summary_lines()))
     if outcome.accuracy is not None:
         print(outcome.accuracy.text().rstrip())
     print(f"results: {outcome.directory.resolve()}")
-    return 0
+    step = next_step(outcome.loadgen, config.scenario, outcome.expectation)
+    if step is not None:
+        print(f"next: {step}")
+    return EXIT_INVALID if outcome.loadgen.valid is False else EXIT_OK
 
 
 def _cmd_data(args: argparse.Namespace) -> int:

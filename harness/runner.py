@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import platform
+import queue
 import signal
 import sys
 import tempfile
@@ -17,6 +18,8 @@ import time
 import traceback
 from pathlib import Path
 from typing import Any, NoReturn
+
+import numpy as np
 
 from backends import BackendError, get_backend_class, model_backend
 from common.errors import ConfigError, HarnessError
@@ -28,6 +31,7 @@ from harness.loadgen.limits import (
     RunLimits,
     apply_limits,
     check_run_time,
+    duration_text,
     expected_run_s,
     resolve_limits,
 )
@@ -46,6 +50,7 @@ from harness.loadgen.settings import (
     make_test_settings,
     resolved_user_conf,
 )
+from harness.loadgen.sizing import conf_sets, effective_s_per_sample, size_from_warm_up
 from harness.loadgen.sut import BackendCallTimeout, LoadGenSUT, SUTSettings
 from harness.system import default_system_name, describe_host
 from models.catalog import resolve_model, vocab_for_model
@@ -53,6 +58,9 @@ from squad.data import BERT_VOCAB, SQUAD_DEV, PreparedData, prepare_data
 from squad.features import read_vocab
 
 AUDIT_CONFIG = "audit.config"  # the name LoadGen looks for in the working directory
+# The warm-up's per-call limit when --call-timeout is not given: before the test is sized
+# nothing says how slow a call may be (BERT-Large on 2 cores: ~30 s for 8 samples).
+WARM_UP_TIMEOUT_S = 120.0
 
 
 @dataclasses.dataclass(frozen=True)
@@ -62,6 +70,7 @@ class RunOutcome:
     directory: Path
     loadgen: LoadGenResult
     accuracy: Any | None = None
+    expectation: float | None = None  # what LoadGen expected: samples/s, or ms a query
 
 
 def _log_settings(outdir: Path, keep_trace: bool = False):
@@ -107,17 +116,73 @@ def execute(config: RunConfig) -> RunOutcome:
     final = run_dir(run_rules.results_root(config.results_dir, config.audit), system,
                     model.name, config.scenario, config.mode)
     expected = expected_lines(config.scenario, backend.expected_performance(model.path))
+    expected_from = f"the {config.backend} backend's own model"
     if expected:
         print(f"note: LoadGen's test is sized by the {config.backend} backend's own model: "
               f"{'; '.join(expected)} (after the user.conf's lines)", file=sys.stderr)
-    conf_text = resolved_user_conf(
-        config.user_conf, config.scenario, len(data.features), config.short_run,
-        run_rules.conf_lines(config.rules, config.scenario, len(data.features),
-                             config.short_run), config.rules, expected, config.backend,
-        command_line_lines(config.scenario, config.target_qps, config.target_latency_ms),
-    )
+    command_line = command_line_lines(config.scenario, config.target_qps,
+                                      config.target_latency_ms)
+    user_text = "" if config.user_conf is None else \
+        Path(config.user_conf).read_text(encoding="utf-8", errors="replace")  # checked above
+    key = TABLE[config.scenario].expectation
+    sized_by_warm_up = not (expected or command_line or conf_sets(user_text, config.scenario,
+                                                                   key))
+    try:
+        backend.load(model.path)
+        warmup = _warm_up(backend, data.features, config,
+                          config.call_timeout_s or WARM_UP_TIMEOUT_S)
+        if sized_by_warm_up:
+            sizing = size_from_warm_up(config.scenario, warmup["s_per_sample"])
+            if config.rules != run_rules.LOADGEN:
+                raise ConfigError(
+                    f"rules {config.rules}: a submission run never guesses its expected "
+                    f"performance; set {_flag_for(key)} (or bert.{config.scenario}.{key} in "
+                    f"{config.user_conf}); the warm-up measured "
+                    f"{sizing.measured_samples_per_s:.3g} samples/s, which suggests "
+                    f"{_flag_for(key)} {sizing.value:g}")
+            expected = [sizing.line(config.scenario)]
+            expected_from = (f"sized from the warm-up ({sizing.measured_samples_per_s:.3g} "
+                             f"samples/s measured, margin {sizing.margin:g}x)")
+            warmup["sized"] = sizing.to_json()
+            print(f"note: no expected performance was set for {config.scenario}, so the test "
+                  f"is sized from the warm-up: {sizing.line(config.scenario)} "
+                  f"({sizing.measured_samples_per_s:.3g} samples/s measured; set "
+                  f"{_flag_for(key)} to choose)", file=sys.stderr)
+        conf_text = resolved_user_conf(
+            config.user_conf, config.scenario, len(data.features), config.short_run,
+            run_rules.conf_lines(config.rules, config.scenario, len(data.features),
+                                 config.short_run), config.rules, expected, expected_from,
+            command_line,
+        )
+        test_settings = _test_settings(conf_text, config)
+        limits = resolve_limits(
+            test_settings, config.scenario, config.batch, config.call_timeout_s,
+            None if config.max_run_minutes is None else config.max_run_minutes * 60,
+        )
+        apply_limits(test_settings, limits, config.mode)
+        estimate_s, issued = expected_run_s(test_settings, config.scenario, config.mode,
+                                            len(data.features), warmup["s_per_sample"])
+        warmup.update(estimated_run_s=round(estimate_s, 1), loadgen_issues=issued)
+        check_run_time(estimate_s, issued, limits, config.scenario, warmup["s_per_sample"])
+        print(f"LoadGen will issue {issued}: about {duration_text(estimate_s)} at the warm-up's "
+              f"{1 / max(warmup['s_per_sample'], 1e-12):.3g} samples/s", file=sys.stderr,
+              flush=True)
+        staged = StagedRun(final)
+        try:
+            loadgen, accuracy = _record_and_run(staged, config, system, model, backend, data,
+                                                conf_text, test_settings, limits, warmup)
+        except BaseException as exc:
+            _keep(staged, exc, config)
+        return RunOutcome(_commit(staged), loadgen, accuracy,
+                          _expectation(test_settings, config.scenario))
+    finally:
+        backend.close()
+
+
+def _test_settings(conf_text: str, config: RunConfig):
+    """LoadGen's settings from the resolved user.conf (and audit.config), written to a
+    scratch folder that LoadGen reads once (FromConfig is allowed once per process)."""
     audit_text = run_rules.audit_config_text(config.audit)
-    # Everything that can be wrong with the inputs fails here, before anything is written.
     with tempfile.TemporaryDirectory() as scratch:
         conf_path = Path(scratch) / "user.conf"
         conf_path.write_text(conf_text, encoding="utf-8")
@@ -125,30 +190,19 @@ def execute(config: RunConfig) -> RunOutcome:
         if audit_text is not None:  # handed to LoadGen, never left in the working directory
             audit_path = Path(scratch) / AUDIT_CONFIG
             audit_path.write_text(audit_text, encoding="utf-8")
-        test_settings = make_test_settings(
-            conf_path, config.scenario, config.mode, audit_path,
-            run_rules.settings_overrides(config.rules, config.audit))
-    limits = resolve_limits(
-        test_settings, config.scenario, config.batch, config.call_timeout_s,
-        None if config.max_run_minutes is None else config.max_run_minutes * 60,
-    )
-    apply_limits(test_settings, limits, config.mode)
-    try:
-        backend.load(model.path)
-        warmup = _warm_up(backend, data.features, config, limits.call_timeout_s)
-        estimate_s, issued = expected_run_s(test_settings, config.scenario, config.mode,
-                                            len(data.features), warmup["s_per_sample"])
-        warmup.update(estimated_run_s=round(estimate_s, 1), loadgen_issues=issued)
-        check_run_time(estimate_s, issued, limits, config.scenario, warmup["s_per_sample"])
-        staged = StagedRun(final)
-        try:
-            loadgen, accuracy = _record_and_run(staged, config, system, model, backend, data,
-                                                conf_text, test_settings, limits, warmup)
-        except BaseException as exc:
-            _keep(staged, exc, config)
-        return RunOutcome(_commit(staged), loadgen, accuracy)
-    finally:
-        backend.close()
+        return make_test_settings(conf_path, config.scenario, config.mode, audit_path,
+                                  run_rules.settings_overrides(config.rules, config.audit))
+
+
+def _expectation(test_settings, scenario: str) -> float:
+    """The expectation LoadGen ran with: samples/s, or ms a query."""
+    entry = TABLE[scenario]
+    value = float(getattr(test_settings, entry.loadgen_expectation))
+    return value if entry.expectation == "target_qps" else value / 1e6
+
+
+def _flag_for(key: str) -> str:
+    return "--target-qps" if key == "target_qps" else "--target-latency-ms"
 
 
 def _record_and_run(staged: StagedRun, config: RunConfig, system: str, model, backend,
@@ -216,44 +270,67 @@ def _summarise_stopped(outdir: Path, config: RunConfig, reason: str) -> None:
 
 
 def _warm_up(backend, features, config: RunConfig, timeout_s: float | None) -> dict:
-    """Two untimed-by-LoadGen calls on real features, at the length the run will use: the
-    first warms caches, the second is timed; each must return within ``timeout_s``.
-    Seconds per sample of the second call."""
-    rows = list(range(min(config.batch, len(features))))
+    """Two untimed-by-LoadGen calls on real features of median length, at the length the
+    run will use: the first warms caches, the second is timed; each must return within
+    ``timeout_s``. Seconds per sample of the second call."""
+    count = min(config.batch, len(features))
+    by_length = np.argsort(features.input_mask.sum(axis=1), kind="stable")
+    middle = (len(features) - count) // 2
+    rows = sorted(int(r) for r in by_length[middle:middle + count])
     batch = features.batch(rows)
     longest = int(features.input_mask[rows].sum(axis=1).max())
     if backend.fixed_sequence_length() is None and config.seq_bucket is not None:
         seq = min(batch.input_ids.shape[1], -(-longest // config.seq_bucket) * config.seq_bucket)
         batch = type(batch)(*(a[:, :seq] for a in batch.arrays()))
-    seconds = 0.0
-    for _ in range(2):
-        started = time.perf_counter()
-        _call_with_timeout(backend, batch, timeout_s)
-        seconds = time.perf_counter() - started
-    return {"batch_size": len(batch), "s_per_sample": seconds / len(batch)}
+    seconds = _timed_calls(backend, batch, timeout_s)
+    return {"batch_size": len(batch), "s_per_call": seconds,
+            "s_per_sample": effective_s_per_sample(seconds, len(batch))}
 
 
-def _call_with_timeout(backend, batch, timeout_s: float | None) -> None:
-    """``backend.predict`` on a daemon thread: a call that never returns is given up."""
-    outcome: list[BaseException | None] = []
+WARM_UP_TIMED_S = 0.3  # fast backends: time calls for about this long (a median is kept)
+WARM_UP_MAX_CALLS = 64
 
-    def call() -> None:
+
+def _timed_calls(backend, batch, timeout_s: float | None) -> float:
+    """Seconds of one ``backend.predict`` call: a first call warms caches, then calls are
+    timed for about WARM_UP_TIMED_S (at least one), on one daemon thread so that a call that
+    never returns is given up after ``timeout_s``; the median of the timed calls."""
+    results: queue.SimpleQueue = queue.SimpleQueue()
+
+    def calls() -> None:
+        timed_since = None
+        for number in range(WARM_UP_MAX_CALLS + 1):
+            started = time.perf_counter()
+            try:
+                backend.predict(batch)
+            except BaseException as exc:  # noqa: BLE001 - re-raised below
+                results.put(exc)
+                return
+            done = time.perf_counter()
+            results.put(done - started)
+            if number == 0:
+                timed_since = done
+            elif done - timed_since >= WARM_UP_TIMED_S:
+                break
+        results.put(None)
+
+    threading.Thread(target=calls, name="warm-up", daemon=True).start()
+    durations: list[float] = []
+    while True:
         try:
-            backend.predict(batch)
-            outcome.append(None)
-        except BaseException as exc:  # noqa: BLE001 - re-raised below
-            outcome.append(exc)
-
-    thread = threading.Thread(target=call, name="warm-up", daemon=True)
-    thread.start()
-    thread.join(timeout_s)
-    if not outcome:
-        raise BackendCallTimeout(
-            f"backend {backend.name!r}: the warm-up call on {len(batch)} samples did not return "
-            f"within {timeout_s:g} s (raise --call-timeout if the backend is that slow)"
-        )
-    if outcome[0] is not None:
-        raise outcome[0]
+            item = results.get(timeout=timeout_s)
+        except queue.Empty:
+            raise BackendCallTimeout(
+                f"backend {backend.name!r}: the warm-up call on {len(batch)} samples did not "
+                f"return within {timeout_s:g} s (raise --call-timeout if the backend is that "
+                "slow)") from None
+        if item is None:
+            break
+        if isinstance(item, BaseException):
+            raise item
+        durations.append(item)
+    timed = sorted(durations[1:]) or durations
+    return timed[len(timed) // 2]
 
 
 BATCH_WAIT_SHARE = 0.05  # Server, batch > 1: wait up to this share of the latency bound

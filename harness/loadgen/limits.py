@@ -130,14 +130,15 @@ def check_run_time(estimate_s: float, what: str, limits: RunLimits, scenario: st
     suggestion = (f"{rate:.3g}" if key == "target_qps"
                   else f"{measured_s_per_sample * 1e3:.3g}")
     raise ConfigError(
-        f"this run would take about {_duration(estimate_s)}, over its limit of "
-        f"{_duration(limits.max_run_s)}: LoadGen will issue {what} and the backend did "
+        f"this run would take about {duration_text(estimate_s)}, over its limit of "
+        f"{duration_text(limits.max_run_s)}: LoadGen will issue {what} and the backend did "
         f"{rate:.3g} samples/s in a warm-up; set bert.{scenario}.{key} near {suggestion} in "
         "user.conf, or raise --max-run-minutes"
     )
 
 
-def _duration(seconds: float) -> str:
+def duration_text(seconds: float) -> str:
+    """``45 s``, ``12 min``, ``1.5 h``."""
     if seconds >= 3600:
         return f"{seconds / 3600:.1f} h"
     if seconds >= 60:

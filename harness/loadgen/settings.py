@@ -242,8 +242,8 @@ def resolved_user_conf(
     if user_conf is not None:
         parts.append(f"# --- from {user_conf}\n" + check_user_conf(user_conf))
     if expected:
-        parts.append(f"# --- expected performance: the {expected_from} backend's own model "
-                     "(added by the harness)\n" + "\n".join(expected) + "\n")
+        parts.append(f"# --- expected performance: {expected_from} (added by the harness)\n"
+                     + "\n".join(expected) + "\n")
     if command_line:
         parts.append("# --- from the command line (--target-qps, --target-latency-ms)\n"
                      + "\n".join(command_line) + "\n")
