@@ -21,6 +21,7 @@ from pydantic import BeforeValidator, field_validator
 from pydantic.dataclasses import dataclass as pydantic_dataclass
 
 from backends import BackendError, BackendSettings, available_backends, backend_entry
+from backends.base import option_text
 from common.errors import ConfigError
 from common.settings import (
     STRICT,
@@ -311,6 +312,34 @@ def config_from_args(args: argparse.Namespace, cls: type = RunConfig,
     values = config_values(args, cls)
     values.update(fixed)
     return build(cls, values, flag_of(cls))
+
+
+def config_argv(config: Any, exclude: tuple[str, ...] = ()) -> list[str]:
+    """The flags that give ``config`` again (the inverse of :func:`config_from_args`): a
+    child run gets exactly these settings (``exclude``: flags its command does not take)."""
+    argv: list[str] = []
+    for flagged in flagged_fields(type(config)):
+        if flagged.flag in exclude:
+            continue
+        value: Any = config
+        for part in flagged.path:
+            value = getattr(value, part)
+        field = flagged.field
+        if field.info.invert:
+            argv += [flagged.flag] if value is False else []
+        elif field.kind == "flag":
+            argv += [flagged.flag] if value else []
+        elif flagged.path[-1] == "options":
+            for key, option in value.items():
+                argv += [flagged.flag, f"{key}={option_text(option)}"]
+        elif field.info.repeat:
+            for item in value:
+                argv += [flagged.flag, str(item)]
+        elif value is None:
+            argv += [flagged.flag, "0"] if field.info.zero_means_none else []
+        else:
+            argv += [flagged.flag, f"{value:g}" if isinstance(value, float) else str(value)]
+    return argv
 
 
 def config_record(config: Any) -> dict[str, Any]:

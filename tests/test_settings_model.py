@@ -148,3 +148,20 @@ def test_user_conf_targets_refuse_hostile_values(scenario: str, value: str,
         check_user_conf(conf)
     message = str(raised.value)
     assert message.startswith(f"{conf}, line 1: {key} = {value}: ") and "\n" not in message
+
+
+def test_a_config_survives_the_command_line_both_ways(tmp_path: Path) -> None:
+    """config_argv (what a child run gets) and config_from_args are inverses: a submission or
+    sweep child runs exactly the settings it was given."""
+    from harness.config import config_argv
+
+    config = RunConfig(scenario="Server", backend="null", batch_size=4, short_run=True,
+                       backend_settings=BackendSettings(intra_op_threads=2,
+                                                        options={"delay_ms": 1.5}),
+                       seq_bucket=None, target_qps=12.5, progress=False,
+                       sort_by_length=False, results_dir=tmp_path / "r",
+                       user_conf=tmp_path / "user.conf", max_run_minutes=7.0)
+    again = parse(RunConfig, *config_argv(config))
+    assert again.backend_settings.options == {"delay_ms": "1.5"}  # text, as typed
+    assert again == RunConfig(**{**config.__dict__,
+                                 "backend_settings": again.backend_settings})

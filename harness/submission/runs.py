@@ -20,7 +20,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from common.errors import HarnessError
+from common.errors import EXIT_INVALID, EXIT_OK, HarnessError
+from harness.config import config_argv
 from harness.loadgen.results import run_dir
 from harness.loadgen.rules import DEV_SET_FEATURES, results_root
 from harness.runner import RunConfig, execute
@@ -125,46 +126,14 @@ def _read(path: Path) -> str:
 
 def run_argv(template: RunConfig, spec: RunSpec, user_conf: Path | None) -> list[str]:
     """``python -m harness run|accuracy ...`` for ``spec`` with the template's settings."""
-    config = template
-    argv = [sys.executable, "-m", "harness", "accuracy" if spec.mode == "accuracy" else "run",
-            "--scenario", spec.scenario, "--rules", config.rules,
-            "--backend", config.backend, "--model", str(config.model),
-            "--seq-bucket", str(config.seq_bucket or 0),
-            "--results-dir", str(config.results_dir), "--model-store", str(config.model_store),
-            "--data-dir", str(config.data.data_dir), "--cache-dir", str(config.data.cache_dir),
-            "--max-run-minutes", f"{config.max_run_minutes or SUBMISSION_MAX_RUN_MINUTES:g}"]
-    if spec.mode != "accuracy":
-        argv += ["--mode", "performance"]
-    if spec.audit:
-        argv += ["--audit", spec.audit]
-    settings = config.backend_settings
-    argv += ["--threads", str(settings.intra_op_threads),
-             "--inter-threads", str(settings.inter_op_threads), "--device", settings.device]
-    for key, value in settings.options.items():
-        argv += ["--backend-option", f"{key}={value}"]
-    if user_conf is not None:
-        argv += ["--user-conf", str(user_conf)]
-    if config.system:
-        argv += ["--system", config.system]
-    if config.batch_size is not None:
-        argv += ["--batch-size", str(config.batch_size)]
-    if config.batch_wait_ms is not None:
-        argv += ["--batch-wait-ms", f"{config.batch_wait_ms:g}"]
-    if config.call_timeout_s is not None:
-        argv += ["--call-timeout", f"{config.call_timeout_s:g}"]
-    if not config.sort_by_length:
-        argv.append("--no-sort")
-    if config.short_run:
-        argv.append("--short")
-    for mirror in config.data.mirrors:
-        argv += ["--mirror", str(mirror)]
-    if not config.data.download:
-        argv.append("--no-download")
-    if config.data.max_examples is not None:
-        argv += ["--max-examples", str(config.data.max_examples)]
-    if not config.progress:
-        argv.append("--no-progress")
-    return argv
+    accuracy = spec.mode == "accuracy"
+    config = dataclasses.replace(
+        template, scenario=spec.scenario, mode=spec.mode, audit=spec.audit,
+        user_conf=user_conf,
+        max_run_minutes=template.max_run_minutes or SUBMISSION_MAX_RUN_MINUTES)
+    command = "accuracy" if accuracy else "run"
+    exclude = ("--mode", "--audit") if accuracy else ()
+    return [sys.executable, "-m", "harness", command, *config_argv(config, exclude)]
 
 
 def launch(template: RunConfig, spec: RunSpec, user_conf: Path | None, log) -> None:
@@ -172,7 +141,7 @@ def launch(template: RunConfig, spec: RunSpec, user_conf: Path | None, log) -> N
     argv = run_argv(template, spec, user_conf)
     log(f"running {spec.label}: python {' '.join(shlex.quote(a) for a in argv[1:])}")
     completed = subprocess.run(argv, check=False)
-    if completed.returncode != 0:
+    if completed.returncode not in (EXIT_OK, EXIT_INVALID):  # INVALID is a result too
         raise SubmissionError(f"the {spec.label} run failed (exit {completed.returncode}); "
                               "its output is above")
 
