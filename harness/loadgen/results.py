@@ -235,6 +235,13 @@ def mllog_entries(text: str):
         yield number, entry
 
 
+def first_value(values: dict[str, Any], key: str, value: Any) -> None:
+    """Keep the first value of a key logged more than once: the rule of MLCommons' own
+    ``tools/submission/log_parser.py`` ("choosing the first one"), which the submission
+    checker reads logs with. Every reader of a detail log here applies it."""
+    values.setdefault(key, value)
+
+
 def parse_detail_log(path: Path, scenario: str, mode: str) -> LoadGenResult:
     """Read ``mlperf_log_detail.txt`` (``:::MLLOG {json}`` lines) into a result."""
     raw: dict[str, Any] = {}
@@ -243,7 +250,7 @@ def parse_detail_log(path: Path, scenario: str, mode: str) -> LoadGenResult:
         for _, entry in mllog_entries(path.read_text(encoding="utf-8", errors="replace")):
             if entry is None:
                 continue
-            raw[entry["key"]] = entry.get("value")
+            first_value(raw, entry["key"], entry.get("value"))
             if (entry.get("metadata") or {}).get("is_error"):
                 errors.append(f"{entry['key']}: {entry.get('value')}")
     latencies = _percentiles(raw, "_percentile_latency_ns")

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from common.files import file_sha256
-from harness.loadgen.results import mllog_entries
+from harness.loadgen.results import first_value, mllog_entries
 from harness.loadgen.rules import MAX_ACCURACY_LOG_BYTES, TRUNCATE_KEEP_CHARS
 
 DETAIL_LOG = "mlperf_log_detail.txt"
@@ -41,7 +41,7 @@ class DetailLog:
                 errors.append(f"line {number} is not a LoadGen log entry")
                 continue
             key, value, metadata = entry["key"], entry.get("value"), metadata or {}
-            values.setdefault(key, value)
+            first_value(values, key, value)
             if metadata.get("is_error"):
                 errors.append(f"{key}: {value}")
             elif metadata.get("is_warning"):
