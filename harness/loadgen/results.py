@@ -228,7 +228,7 @@ def mllog_entries(text: str):
             continue
         try:
             entry = json.loads(line[len(MLLOG_MARKER):])
-        except json.JSONDecodeError:
+        except (ValueError, RecursionError):  # not JSON, or nested past Python's stack
             entry = None
         if not isinstance(entry, dict) or "key" not in entry:
             entry = None
