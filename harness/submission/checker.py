@@ -286,6 +286,12 @@ class _Checker(ComplianceChecks):
         implementation = name[len(system) + 1: len(name) - end] if len(name) > len(system) \
             + end else ""
         code = base / layout.CODE / benchmark
+        if code.is_file():  # a file naming the folder that holds the code (code/bert-99: bert)
+            try:
+                code = base / layout.CODE / read_text(code, 4096).strip()
+            except (OSError, TreeFileError) as exc:
+                self.unreadable(code, exc, CRASHES)
+                return
         if not code.exists():
             self.fail(code, f"missing: the code of {benchmark}", LOGGED)
         elif code.is_dir() and implementation and not (code / implementation).is_dir():
