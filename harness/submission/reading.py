@@ -6,6 +6,7 @@ reads more than a bound (a tree may hold an 8 GiB log, binary junk, a 200,000-de
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +22,12 @@ def read_bytes(path: Path, limit: int = TEXT_LIMIT) -> bytes:
     """At most ``limit`` bytes of ``path``; a longer file is an error, never read whole.
     OSError (a missing file, a folder) passes through for the caller to name."""
     with open(path, "rb") as handle:
-        data = handle.read(limit + 1)
+        size = os.fstat(handle.fileno()).st_size
+        if size > limit:
+            raise TreeFileError(f"is {size:,} bytes, over {limit:,}: not a file this checker "
+                                "reads whole")
+        # read(n) allocates n bytes first: ask for what the file holds, not the limit
+        data = handle.read(size + 1)
     if len(data) > limit:
         raise TreeFileError(f"is over {limit:,} bytes: not a file this checker reads whole")
     return data
