@@ -37,9 +37,9 @@ from harness.loadgen.rules import (
     BENCHMARKS,
     NOT_REQUIRED_FOR_BERT,
     SYSTEM_TYPES,
-    V1_0,
     mlperf_conf_text,
 )
+from harness.loadgen.rulesets import RULESETS
 from harness.runner import RunConfig
 from harness.submission import compliance, runs, system_desc
 from harness.submission.logs import ACCURACY_LOG, DETAIL_LOG, SUMMARY_LOG, truncate_accuracy_log
@@ -169,8 +169,9 @@ def build_submission(config: SubmissionConfig,
     """Run what is missing, verify the compliance tests, write the tree."""
     plan = _plan(config)
     template = dataclasses.replace(config.run, system=plan.system)
-    if template.rules != V1_0:
-        log(f"warning: rules {template.rules!r} are not the v1.0 rules: the checker will say so")
+    if template.rules not in RULESETS:
+        log(f"warning: rules {template.rules!r} are not an MLPerf round's rules "
+            f"({', '.join(RULESETS)}): the checker will say so")
     options = template.backend_settings.options
     model = resolve_model(template.model, model_backend(template.backend, options),
                           template.model_store, template.model_mirrors,
