@@ -6,6 +6,7 @@ import json
 
 import pytest
 
+from harness.loadgen.rulesets import RULESETS
 from squad.accuracy import AccuracyReport, accuracy_targets, reference_truncated_scores
 from squad.examples import SquadExample
 from squad.metrics import SquadScores, evaluate
@@ -22,8 +23,6 @@ def test_targets_are_99_and_99_9_percent_of_90_874() -> None:
 def test_one_target_and_one_comparison_for_accuracy_txt_and_the_checker() -> None:
     # 89.9651 rounds to the 99% target's 3-decimal form (89.965) but is below 89.96526:
     # accuracy.txt once said MET where the checker failed it
-    from harness.loadgen.rulesets import RULESETS
-
     assert [t.met for t in accuracy_targets(89.9651, "fp32")] == [False, False]
     for rules in RULESETS.values():
         assert rules.accuracy_target("bert-99") == accuracy_targets(0, "fp32")[0].threshold

@@ -14,10 +14,12 @@ import shutil
 import tarfile
 from collections.abc import Callable
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 
 from harness.cli import main
+from harness.submission import tree
 from harness.submission.checker import check_submission
 from harness.submission.findings import ERROR, FAIL, LOGGED, UNCHECKED, WARN
 
@@ -191,3 +193,15 @@ def test_a_failed_test01_performance_is_a_warning_as_the_official_ignores_it(
     report = check_submission(root, rules="v1.0")
     [warning] = [w for w in report.findings if "TEST01 did not pass" in w.message]
     assert warning.level == WARN and "last compliance test" in warning.official
+
+
+def test_submission_exits_1_when_the_check_of_its_tree_fails(real_trees, monkeypatch,
+                                                             capsys) -> None:
+    built = SimpleNamespace(root=real_trees["v1.0"], submitter_dir=real_trees["v1.0"],
+                            full_logs=None, scenarios=(), defaulted_fields=())
+    monkeypatch.setattr(tree, "build_submission", lambda config: built)
+    assert main(["submission", "--short", "--backend", "null", "--rules", "v1.0"]) == 1
+    out = capsys.readouterr().out
+    assert "FAIL closed/DellEMC" in out and "a short run (--short, SHORT=1) always fails" in out
+    built.root = real_trees["v1.1"]
+    assert main(["submission", "--backend", "null", "--rules", "v1.1"]) == 0
