@@ -349,6 +349,7 @@ def _submission_parser(sub) -> None:
 def _cmd_submission(args: argparse.Namespace) -> int:
     """Build the tree, then check it; exit status 0 only when the check has no FAIL."""
     from harness.submission.checker import check_submission
+    from harness.submission.rescore import squad_rescorer
     from harness.submission.tree import SubmissionConfig, build_submission
 
     scenarios = tuple(s for s in (args.scenarios or "").split(",") if s) or None
@@ -372,7 +373,8 @@ def _cmd_submission(args: argparse.Namespace) -> int:
     if outcome.defaulted_fields:
         print("note: system description fields neither the host nor the description file "
               f"gave (set to N/A): {', '.join(outcome.defaulted_fields)}")
-    report = check_submission(outcome.root, outcome.full_logs, args.rules)
+    report = check_submission(outcome.root, outcome.full_logs, args.rules,
+                              squad_rescorer(_data_config(args)))
     print(report.text(), end="")
     if not report.ok and args.short:
         print("note: a short run (--short, SHORT=1) always fails the minimum duration and the "
@@ -390,7 +392,9 @@ def _check_parser(sub) -> None:
     parser.add_argument("submission", type=_cli_path,
                         help="the folder holding closed/ or open/")
     parser.add_argument("--full-logs", type=_cli_path, default=None,
-                        help="the full accuracy logs (check each hash= line against them)")
+                        help="the full accuracy logs: check each hash= line against them, "
+                        "and score each again on the SQuAD dev set (datasets/squad or "
+                        "../shared/squad) for the F1 its accuracy.txt states")
     parser.add_argument("--rules", choices=tuple(RULESETS), default=DEFAULT_ROUND,
                         help="the MLPerf Inference round whose rules and checker to hold the "
                         "tree to (default %(default)s)")
@@ -398,8 +402,10 @@ def _check_parser(sub) -> None:
 
 def _cmd_check(args: argparse.Namespace) -> int:
     from harness.submission.checker import check_submission
+    from harness.submission.rescore import squad_rescorer
 
-    report = check_submission(args.submission, args.full_logs, args.rules)
+    rescore = squad_rescorer(DataConfig(download=False)) if args.full_logs else None
+    report = check_submission(args.submission, args.full_logs, args.rules, rescore)
     print(report.text(), end="")
     return 0 if report.ok else 1
 

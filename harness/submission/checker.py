@@ -19,6 +19,7 @@ import re
 from pathlib import Path
 from typing import Any
 
+from common.errors import HarnessError
 from common.files import file_sha256
 from harness.loadgen.rulesets import DEFAULT, RuleSet, ruleset
 from harness.submission import layout
@@ -38,6 +39,7 @@ from harness.submission.findings import (
 )
 from harness.submission.logs import METRICS, DetailLog, Summary, metric_value
 from harness.submission.reading import TreeFileError, head, read_json_object, read_text
+from harness.submission.rescore import NoScoringData, Rescorer
 
 F1_LINE = re.compile(r'^\{"exact_match":\s*[\d.]+,\s*"f1":\s*([\d.]+)\}')
 HASH_LINE = re.compile(r"^hash=([\w\d]+)$")
@@ -83,9 +85,11 @@ def _int_like(value: Any) -> bool:
 
 
 class _Checker(ComplianceChecks):
-    def __init__(self, root: Path, full_logs: Path | None, rules: RuleSet) -> None:
+    def __init__(self, root: Path, full_logs: Path | None, rules: RuleSet,
+                 rescore: Rescorer | None = None) -> None:
         self.root = Path(root)
         self.full_logs = None if full_logs is None else Path(full_logs)
+        self.rescore = rescore
         self.rules = rules
         self.report = CheckReport(self.root, rules.name)
 
@@ -335,6 +339,10 @@ class _Checker(ComplianceChecks):
         elif not re.fullmatch(r"[0-9a-f]{64}", digest):
             self.warn(path, f"hash={digest} is not a sha256")
         self.truncated_log(folder / layout.ACCURACY_LOG, digest, ERROR)
+        if f1 is not None:
+            questions = re.search(r"^questions: (\d+)", text, re.MULTILINE)
+            self.rescored(folder / layout.ACCURACY_TXT, f1,
+                          int(questions.group(1)) if questions else None)
         log = self.detail_log(folder / layout.DETAIL_LOG, ERROR)
         if log is not None:
             if log.get("effective_test_mode") != "AccuracyOnly":
@@ -346,6 +354,27 @@ class _Checker(ComplianceChecks):
                           f"features; a submission's covers the dev set's "
                           f"{self.rules.dev_set_features}")
         return f1
+
+    def rescored(self, path: Path, f1: float, questions: int | None) -> None:
+        """With --full-logs, the full accuracy log scored again must give accuracy.txt's F1
+        (to the 4 decimals real trees print)."""
+        if self.full_logs is None or self.rescore is None:
+            return
+        full = self.full_logs / path.parent.relative_to(self.root) / layout.ACCURACY_LOG
+        if not full.is_file():
+            return  # truncated_log says so
+        try:
+            score = self.rescore(full, questions)
+        except NoScoringData as exc:
+            self.report.notes.append(f"the full accuracy logs were not scored again: {exc}")
+            self.rescore = None
+            return
+        except (HarnessError, OSError, ValueError) as exc:
+            self.fail(full, f"cannot be scored ({exc})", UNCHECKED)
+            return
+        if abs(score - f1) > 5e-4:
+            self.fail(path, f"F1 {f1:.4f}, but the full accuracy log {full} scores "
+                      f"{score:.4f}", UNCHECKED)
 
     def truncated_log(self, path: Path, digest: str | None, official: str) -> None:
         try:
@@ -462,11 +491,13 @@ class _Checker(ComplianceChecks):
                       UNCHECKED)
 
 
-def check_submission(root: Path, full_logs: Path | None = None,
-                     rules: str = DEFAULT) -> CheckReport:
+def check_submission(root: Path, full_logs: Path | None = None, rules: str = DEFAULT,
+                     rescore: Rescorer | None = None) -> CheckReport:
     """Check the submission folder ``root`` (the one holding ``closed/`` or ``open/``) under
-    the round ``rules`` ("v1.0", "v1.1"); an unknown round is a ConfigError."""
-    report = _Checker(root, full_logs, ruleset(rules)).run()
+    the round ``rules`` ("v1.0", "v1.1"); an unknown round is a ConfigError. With
+    ``full_logs`` and ``rescore``, each full accuracy log is scored again and must give its
+    ``accuracy.txt``'s F1."""
+    report = _Checker(root, full_logs, ruleset(rules), rescore).run()
     if full_logs is None:
         report.notes.append("the accuracy logs' hash= lines were not checked against the full "
                             "logs (give --full-logs)")
