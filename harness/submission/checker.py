@@ -21,8 +21,8 @@ from typing import Any
 
 from common.errors import HarnessError
 from common.files import file_sha256
+from harness.loadgen import layout
 from harness.loadgen.rulesets import DEFAULT, RuleSet, ruleset
-from harness.submission import layout
 from harness.submission.compliance_check import ComplianceChecks
 from harness.submission.findings import (
     CRASHES,

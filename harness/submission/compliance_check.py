@@ -15,7 +15,7 @@ import re
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from harness.submission import layout
+from harness.loadgen import layout
 from harness.submission.findings import INFO, LOGGED, NOT_ACTED_ON, UNCHECKED, WARNING
 from harness.submission.logs import DetailLog, metric_value
 from harness.submission.reading import TreeFileError, read_text

@@ -9,9 +9,9 @@ from pathlib import Path
 from typing import Any
 
 from common.files import file_sha256
+from harness.loadgen.layout import ACCURACY_LOG, DETAIL_LOG, SUMMARY_LOG
 from harness.loadgen.results import first_value, mllog_entries
 from harness.loadgen.rules import MAX_ACCURACY_LOG_BYTES, TRUNCATE_KEEP_CHARS
-from harness.submission.layout import ACCURACY_LOG, DETAIL_LOG, SUMMARY_LOG
 from harness.submission.reading import DETAIL_LOG_LIMIT, TEXT_LIMIT, read_text
 
 __all__ = ["ACCURACY_LOG", "DETAIL_LOG", "SUMMARY_LOG", "DetailLog", "Summary", "metric_value"]
