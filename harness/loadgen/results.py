@@ -24,6 +24,7 @@ from filelock import FileLock, Timeout
 
 from common.errors import HarnessError
 from common.files import slug, write_text_atomic
+from harness.loadgen import layout
 
 DEFAULT_RESULTS = Path("results")
 DIR_MODE = 0o755
@@ -32,7 +33,7 @@ DIR_MODE = 0o755
 def run_dir(results_root: Path, system: str, model: str, scenario: str, mode: str) -> Path:
     """Final directory of a run: ``performance/run_1`` or ``accuracy``."""
     base = Path(results_root) / slug(system) / slug(model) / scenario
-    return base / "performance" / "run_1" if mode == "performance" else base / "accuracy"
+    return layout.performance_run(base) if mode == "performance" else base / layout.ACCURACY
 
 
 class RunBusyError(HarnessError):

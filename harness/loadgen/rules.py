@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from common.errors import ConfigError
+from harness.loadgen import layout
 from harness.loadgen.rulesets import (
     LOADGEN,
     RULESETS,
@@ -120,7 +121,7 @@ def settings_overrides(rules: str, audit: str | None) -> dict[str, int]:
 def results_root(results_dir: Path, audit: str | None) -> Path:
     """Where a run's results tree starts: a compliance run's is apart, under
     ``<results>/compliance/<TEST>/``, so that it never replaces the submission's own run."""
-    return Path(results_dir) if audit is None else Path(results_dir) / "compliance" / audit
+    return Path(results_dir) if audit is None else Path(results_dir) / layout.COMPLIANCE / audit
 
 
 def audit_config_text(audit: str | None) -> str | None:
