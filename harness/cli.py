@@ -106,9 +106,9 @@ def _run_parser(sub, name: str, help_text: str) -> argparse.ArgumentParser:
     submitting = name in ("submission", "compliance")
     parser.add_argument("--rules", choices=run_rules.RULES,
                         default=run_rules.V1_0 if submitting else run_rules.LOADGEN,
-                        help="loadgen: LoadGen 6's own mlperf.conf; v1.0: the MLPerf v1.0 BERT "
-                        "rules (seeds, 600 s, minimum query counts, 130 ms Server bound) "
-                        "(default: %(default)s)")
+                        help="loadgen: LoadGen 6's own mlperf.conf; v1.0, v1.1: that MLPerf "
+                        "round's BERT rules (its seeds, 600 s, minimum query counts, 130 ms "
+                        "Server bound) (default: %(default)s)")
     parser.add_argument("--backend", default="onnxruntime",
                         help=f"one of: {', '.join(available_backends())} (default: %(default)s)")
     parser.add_argument("--model", default=DEFAULT_MODEL,
@@ -316,7 +316,7 @@ def _cmd_compliance(args: argparse.Namespace) -> int:
 
 
 def _submission_parser(sub) -> None:
-    text = ("build an MLPerf Inference v1.0 submission tree (bert-99 or bert-99.9): reuse the "
+    text = ("build an MLPerf Inference submission tree (bert-99 or bert-99.9): reuse the "
             "runs that meet the rules, run what is missing, verify TEST01 and TEST05, check it")
     parser = _run_parser(sub, "submission", text)
     parser.add_argument("--scenarios", default=None, metavar="LIST",

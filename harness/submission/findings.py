@@ -6,6 +6,8 @@ from __future__ import annotations
 import dataclasses
 from pathlib import Path
 
+from harness.loadgen.rulesets import DEFAULT
+
 FAIL, WARN = "FAIL", "WARN"
 
 # How the round's MLCommons submission checker treats a finding (the tag of each line); the
@@ -58,7 +60,7 @@ class ScenarioResult:
 @dataclasses.dataclass
 class CheckReport:
     root: Path
-    rules: str = "v1.0"
+    rules: str = DEFAULT
     findings: list[Finding] = dataclasses.field(default_factory=list)
     results: list[ScenarioResult] = dataclasses.field(default_factory=list)
     notes: list[str] = dataclasses.field(default_factory=list)
