@@ -11,7 +11,10 @@ about)::
         --results v1.1=/path/inference_results_v1.1 [--official v1.0=/path/checker.py ...]
 
 ``--sample DIR`` writes the test sample instead (a few systems of each round, as
-``DIR/<round>.tar.xz``). Not run by the test suite: it needs the repositories.
+``DIR/<round>.tar.xz``). ``--mutations`` runs the official v1.0 checker on each mutation of
+the committed v1.0 sample that the tests make (tests/checker_mutations.py) and prints what it
+did beside the harness's FAIL line and tag. Not run by the test suite: it needs the
+repositories or the official checker.
 """
 
 from __future__ import annotations
@@ -26,6 +29,13 @@ import tempfile
 from pathlib import Path
 
 from harness.submission.checker import check_submission
+from harness.submission.findings import CRASHES, ERROR, LOGGED, UNCHECKED
+from tests.checker_mutations import MUTATIONS  # the tests' own mutations
+
+SAMPLE_DIR = Path(__file__).resolve().parents[1] / "shared" / "mlperf-results"
+# what a harness tag says the official checker does, as seen in its output
+TAG_MEANS = {ERROR: "drops the result", LOGGED: "ERROR logged, result kept",
+             UNCHECKED: "nothing", CRASHES: "Python exception"}
 
 BERT_PARTS = re.compile(r"^(closed|open)/[^/]+/((results|measurements|compliance|code)/"
                         r"([^/]+/)?bert|systems/)")
@@ -158,16 +168,60 @@ def write_sample(trees: dict[str, Path], out: Path) -> None:
               "bytes)")
 
 
+def official_on_mutations(checker: Path) -> bool:
+    """The official v1.0 checker on each mutation of the v1.0 sample, beside the harness."""
+    print("| mutation | official v1.0.1 checker | harness | tag holds |")
+    print("|---|---|---|---|")
+    everyone = True
+    for name, (mutate, fragment, _tag, _official) in MUTATIONS.items():
+        with tempfile.TemporaryDirectory() as tmp:
+            root = Path(tmp) / "tree"
+            root.mkdir()
+            with tarfile.open(SAMPLE_DIR / "v1.0.tar.xz") as archive:
+                archive.extractall(root, filter="data")
+            mutate(root)
+            report = check_submission(root, rules="v1.0")
+            out = subprocess.run([sys.executable, str(checker), "--input", str(root),
+                                  "--version", "v1.0", "--submitter", "NVIDIA", "--csv",
+                                  str(Path(tmp) / "s.csv")], capture_output=True, text=True,
+                                 cwd=checker.parent)
+        text = out.stdout + out.stderr
+        dropped = re.search(r"NoResults=(\d+)", text)
+        errors = [line for line in text.splitlines() if " ERROR] " in line
+                  and "NoResults" not in line and "SUMMARY" not in line]
+        if "Traceback" in text:
+            did = TAG_MEANS[CRASHES]
+        elif dropped and int(dropped.group(1)):
+            did = TAG_MEANS[ERROR]
+        elif errors:
+            did = TAG_MEANS[LOGGED]
+        else:
+            did = TAG_MEANS[UNCHECKED]
+        found = [f for f in report.failures if fragment in f"{f.path}: {f.message}"]
+        holds = bool(found) and TAG_MEANS[found[0].official] == did
+        everyone &= holds
+        shown = f"FAIL [{found[0].official}]" if found else "not caught"
+        print(f"| {name} | {did} | {shown} | {'yes' if holds else 'NO'} |")
+    return everyone
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--results", action="append", required=True, metavar="ROUND=PATH",
+    parser.add_argument("--results", action="append", default=[], metavar="ROUND=PATH",
                         help="a results repository (checkout or bare git) of a round")
     parser.add_argument("--official", action="append", default=[], metavar="ROUND=PATH",
                         help="the round's submission-checker.py, run per submitter")
     parser.add_argument("--sample", type=Path, default=None,
                         help="write the tests' sample to this folder instead")
+    parser.add_argument("--mutations", action="store_true",
+                        help="run the official v1.0 checker (--official v1.0=PATH) on the "
+                        "tests' mutations of the v1.0 sample")
     args = parser.parse_args()
     checkers = dict(item.split("=", 1) for item in args.official)
+    if args.mutations:
+        if "v1.0" not in checkers:
+            parser.error("--mutations needs --official v1.0=PATH/submission-checker.py")
+        return 0 if official_on_mutations(Path(checkers["v1.0"]).resolve()) else 1
     ok = True
     with tempfile.TemporaryDirectory() as tmp:
         trees = {}
