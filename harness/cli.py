@@ -386,8 +386,8 @@ def _cmd_submission(args: argparse.Namespace) -> int:
 
 def _check_parser(sub) -> None:
     text = ("check a submission tree for BERT as the round's MLCommons submission checker "
-            "does (FAIL: what it counts as an error, and five contradictions it misses; WARN: "
-            "what it accepts and this checker doubts); exit 0 when there is no FAIL")
+            "does (FAIL: what it counts as an error, and four contradictions it never looks "
+            "for; WARN: what it accepts and this checker doubts); exit 0 when there is no FAIL")
     parser = sub.add_parser("check", help=text, description=text)
     parser.add_argument("submission", type=_cli_path,
                         help="the folder holding closed/ or open/")

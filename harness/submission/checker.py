@@ -5,10 +5,11 @@ checks it, and stricter.
 Each line says where, what the rule is, and how the official checker of that round treats
 the same finding. What the official checker counts as an error (whether it drops the result
 or only logs the error) is a FAIL line; what it accepts and this checker doubts is a WARN
-line that says why. Five checks go beyond the official checker and fail: a summary that
-contradicts its detail log, RNG seeds that are not the round's, a compliance verdict that
-the logs in the tree contradict, and (with ``--full-logs``) a ``hash=`` line that is not
-the full accuracy log's. The checker reads every file bounded and never stops on a file it
+line that says why. Four checks go beyond the official checker and fail: a summary that
+contradicts its detail log (validity, scenario, metric), a compliance verdict that the logs
+in the tree contradict, and (with ``--full-logs``) a ``hash=`` line or an F1 that the full
+accuracy log contradicts. (RNG seeds that are not the round's fail too; the official checker
+logs them as errors.) The checker reads every file bounded and never stops on a file it
 cannot parse: that file is a FAIL line.
 """
 
