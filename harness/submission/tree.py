@@ -1,4 +1,4 @@
-"""Runs -> an MLPerf Inference v1.0 submission tree, ``<out>/<division>/<submitter>/``::
+"""Runs -> an MLPerf Inference submission tree, ``<out>/<division>/<submitter>/``::
 
     systems/<system>.json
     code/<benchmark>/<implementation>/README.md
@@ -110,7 +110,7 @@ def read_description_file(path: Path | None) -> dict[str, Any]:
         raise ConfigError(f"{path}: unknown keys {', '.join(sorted(unknown))}")
     wrong = set(data.get("system", {})) - set(system_desc.FIELDS) - set(system_desc.POWER_FIELDS)
     if wrong:
-        raise ConfigError(f"{path}: [system] has fields the v1.0 description does not: "
+        raise ConfigError(f"{path}: [system] has fields the system description does not: "
                           f"{', '.join(sorted(wrong))}")
     return data
 
@@ -141,7 +141,7 @@ def _plan(config: SubmissionConfig) -> _Plan:
     benchmarks = SYSTEM_TYPES[system_type]
     if config.benchmark not in benchmarks:
         raise ConfigError(f"{config.benchmark} is not a benchmark of {system_type} systems in "
-                          "v1.0")
+                          "MLPerf Inference")
     required, optional = benchmarks[config.benchmark]
     scenarios = tuple(config.scenarios or required)
     for scenario in scenarios:
@@ -320,7 +320,8 @@ def _write_scenario(root: Path, full_root: Path, plan: _Plan, template: RunConfi
                    / layout.ACCURACY / ACCURACY_LOG)
     for verification in outcome.verifications:
         compliance.write_verifications(tests / verification.test, [verification])
-    (tests / "README.md").write_text(_compliance_readme(bench, scenario), encoding="utf-8")
+    (tests / "README.md").write_text(_compliance_readme(bench, scenario, template.rules),
+                                     encoding="utf-8")
 
     measurements = layout.measurements_dir(root, system, bench, scenario)
     measurements.mkdir(parents=True)
@@ -334,7 +335,7 @@ def _write_scenario(root: Path, full_root: Path, plan: _Plan, template: RunConfi
 
 
 def _implementation_fields(model, user: dict[str, Any]) -> dict[str, Any]:
-    """``<system>_<implementation>_<scenario>.json``: the five fields v1.0 asks for."""
+    """``<system>_<implementation>_<scenario>.json``: the five fields the checkers ask for."""
     transformations = "none"
     if model.precision == "int8":
         transformations = "int8 quantization of the fp32 weights (see the model's recipe)"
@@ -381,11 +382,11 @@ def _measurements_readme(plan: _Plan, bench: str, scenario: str, found: dict[str
     return "\n".join(lines)
 
 
-def _compliance_readme(bench: str, scenario: str) -> str:
+def _compliance_readme(bench: str, scenario: str, rules: str) -> str:
     return (f"# Compliance: {bench} {scenario}\n\n"
             "TEST01 (accuracy in performance mode) and TEST05 (other RNG seeds) as MLPerf "
-            "Inference v1.0 asks for BERT.\n"
-            f"{' and '.join(NOT_REQUIRED_FOR_BERT)} are not required for BERT in v1.0, so "
+            f"Inference {rules} asks for BERT.\n"
+            f"{' and '.join(NOT_REQUIRED_FOR_BERT)} are not required for BERT in {rules}, so "
             "there are none here.\n")
 
 
