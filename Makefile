@@ -68,7 +68,7 @@ sweep: install ## run a sweep file's points, table + plots + report: make sweep 
 compare: install ## every figure of two runs or sweeps: make compare A=folder B=folder
 	$(PY) -m harness compare $(call q,$(A)) $(call q,$(B))
 
-submission: install ## MLPerf v1.0 tree in submission/ (runs what is missing, TEST01/05), then check it
+submission: install ## MLPerf tree in submission/ (runs what is missing, TEST01/05), then check it (exit 1 on a FAIL)
 	$(PY) -m harness submission --benchmark $(call q,$(BENCHMARK)) --backend $(call q,$(BACKEND)) \
 		--model $(call q,$(MODEL)) $(if $(BATCH),--batch-size $(call q,$(BATCH))) \
 		--threads $(call q,$(THREADS)) --mirror $(call q,$(MIRROR)) \

@@ -140,8 +140,8 @@ class RunConfig:
                                "latency; large, and slows a fast run)")
     rules: choice(run_rules.RULES) = setting(  # type: ignore[valid-type]
         run_rules.LOADGEN, flag="--rules", choices=run_rules.RULES,
-        help="loadgen: LoadGen 6's own mlperf.conf; v1.0: the MLPerf v1.0 BERT rules (seeds, "
-        "600 s, minimum query counts, 130 ms Server bound)")
+        help="loadgen: LoadGen 6's own mlperf.conf; v1.0, v1.1: that MLPerf round's BERT rules "
+        "(its seeds, 600 s, minimum query counts, 130 ms Server bound)")
     audit: choice(tuple(run_rules.AUDITS)) | None = setting(  # type: ignore[valid-type]
         None, flag="--audit", choices=tuple(run_rules.AUDITS),
         help="run a compliance test's LoadGen settings (results go to "

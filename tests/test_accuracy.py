@@ -6,21 +6,32 @@ import json
 
 import pytest
 
+from harness.loadgen.rulesets import RULESETS
 from squad.accuracy import AccuracyReport, accuracy_targets, reference_truncated_scores
 from squad.examples import SquadExample
 from squad.metrics import SquadScores, evaluate
 
 
 def test_targets_are_99_and_99_9_percent_of_90_874() -> None:
-    names = {t.threshold: t.met for t in accuracy_targets(90.0, "fp32")}
-    assert names == {89.965: True, 90.783: False}
+    targets = accuracy_targets(90.0, "fp32")
+    assert [t.threshold for t in targets] == pytest.approx([89.96526, 90.783126])
+    assert [t.met for t in targets] == [True, False]
     assert [t.met for t in accuracy_targets(89.964, "fp32")] == [False, False]
-    assert [t.met for t in accuracy_targets(90.783, "fp32")] == [True, True]
+    assert [t.met for t in accuracy_targets(90.7832, "fp32")] == [True, True]
+
+
+def test_one_target_and_one_comparison_for_accuracy_txt_and_the_checker() -> None:
+    # 89.9651 rounds to the 99% target's 3-decimal form (89.965) but is below 89.96526:
+    # accuracy.txt once said MET where the checker failed it
+    assert [t.met for t in accuracy_targets(89.9651, "fp32")] == [False, False]
+    for rules in RULESETS.values():
+        assert rules.accuracy_target("bert-99") == accuracy_targets(0, "fp32")[0].threshold
+        assert not 89.9651 >= rules.accuracy_target("bert-99")
 
 
 def test_int8_models_are_also_held_to_the_int8_reference() -> None:
     targets = accuracy_targets(90.0, "int8")
-    assert [t.threshold for t in targets] == [89.965, 90.783, 90.067]
+    assert [t.threshold for t in targets] == pytest.approx([89.96526, 90.783126, 90.067])
     assert [t.met for t in targets] == [True, False, False]
 
 

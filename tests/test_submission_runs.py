@@ -17,8 +17,10 @@ import pytest
 
 from backends import BackendSettings
 from backends.null import NullBackend
+from harness.cli import main
 from harness.runner import RunConfig
 from harness.submission.checker import ERROR, LOGGED, UNCHECKED, check_submission
+from harness.submission.rescore import squad_rescorer
 from harness.submission.runs import run_compliance
 from harness.submission.tree import SubmissionConfig, build_submission
 from tests.helpers import FAST_CONF, isolated, squad_data
@@ -135,8 +137,10 @@ def test_short_run_submission_from_the_null_backend(workspace) -> None:
     assert (root / "submission-full-logs/closed/org/results" / where /
             "accuracy/mlperf_log_accuracy.json").is_file()
     assert not list((root / "submission").glob(".*"))  # no staging folder left
-    report = check_submission(root / "submission", root / "submission-full-logs")
-    found = {(f.official, f.message.split(":")[0].split(" ")[0]) for f in report.findings}
+    report = check_submission(root / "submission", root / "submission-full-logs",
+                              rescore=squad_rescorer(template.data))
+    assert not any("scores" in f.message for f in report.findings), report.text()
+    found = {(f.official, f.message.split(":")[0].split(" ")[0]) for f in report.failures}
     # only what the rules demand of short runs on 40 questions with no real model
     assert {kind for kind, _ in found} <= {ERROR, LOGGED, UNCHECKED}, report.text()
     messages = " | ".join(f.message for f in report.findings)
@@ -144,8 +148,19 @@ def test_short_run_submission_from_the_null_backend(workspace) -> None:
                      "samples: v1.0 requires at least 24576", "performance_sample_count",
                      "the accuracy run's QSL held"):
         assert expected in messages, report.text()
-    assert not any("compliance" in f.path for f in report.findings), report.text()
+    assert not any("compliance" in f.path for f in report.failures), report.text()
+    assert main(["check", str(root / "submission")]) == 1
     assert report.results[0].compliance == {"TEST01": "PASS", "TEST05": "PASS"}
+    # an F1 that is not the full log's score fails (--full-logs scores each log again)
+    accuracy_txt = base / f"results/{where}/accuracy/accuracy.txt"
+    stated = accuracy_txt.read_text()
+    f1 = report.results[0].f1
+    accuracy_txt.write_text(stated.replace(f'"f1": {f1}', '"f1": 95.0', 1))
+    edited = check_submission(root / "submission", root / "submission-full-logs",
+                              rescore=squad_rescorer(template.data))
+    [wrong] = [f for f in edited.failures if "but the full accuracy log" in f.message]
+    assert f"scores {f1:.4f}" in wrong.message and wrong.official == UNCHECKED
+    accuracy_txt.write_text(stated)
     # a second build reuses every run
     lines.clear()
     build_submission(config, lines.append)

@@ -24,6 +24,7 @@ from filelock import FileLock, Timeout
 
 from common.errors import HarnessError
 from common.files import slug, write_text_atomic
+from harness.loadgen import layout
 
 DIR_MODE = 0o755
 
@@ -31,7 +32,7 @@ DIR_MODE = 0o755
 def run_dir(results_root: Path, system: str, model: str, scenario: str, mode: str) -> Path:
     """Final directory of a run: ``performance/run_1`` or ``accuracy``."""
     base = Path(results_root) / slug(system) / slug(model) / scenario
-    return base / "performance" / "run_1" if mode == "performance" else base / "accuracy"
+    return layout.performance_run(base) if mode == "performance" else base / layout.ACCURACY
 
 
 class RunBusyError(HarnessError):
@@ -227,11 +228,18 @@ def mllog_entries(text: str):
             continue
         try:
             entry = json.loads(line[len(MLLOG_MARKER):])
-        except json.JSONDecodeError:
+        except (ValueError, RecursionError):  # not JSON, or nested past Python's stack
             entry = None
         if not isinstance(entry, dict) or "key" not in entry:
             entry = None
         yield number, entry
+
+
+def first_value(values: dict[str, Any], key: str, value: Any) -> None:
+    """Keep the first value of a key logged more than once: the rule of MLCommons' own
+    ``tools/submission/log_parser.py`` ("choosing the first one"), which the submission
+    checker reads logs with. Every reader of a detail log here applies it."""
+    values.setdefault(key, value)
 
 
 def parse_detail_log(path: Path, scenario: str, mode: str) -> LoadGenResult:
@@ -242,7 +250,7 @@ def parse_detail_log(path: Path, scenario: str, mode: str) -> LoadGenResult:
         for _, entry in mllog_entries(path.read_text(encoding="utf-8", errors="replace")):
             if entry is None:
                 continue
-            raw[entry["key"]] = entry.get("value")
+            first_value(raw, entry["key"], entry.get("value"))
             if (entry.get("metadata") or {}).get("is_error"):
                 errors.append(f"{entry['key']}: {entry.get('value')}")
     latencies = _percentiles(raw, "_percentile_latency_ns")

@@ -1,7 +1,9 @@
-"""MLPerf Inference v1.0 submissions: compliance tests, the tree and its checker.
+"""MLPerf Inference submissions (v1.0, v1.1): compliance tests, the tree and its checker.
 
-The v1.0 BERT rules as LoadGen 6 needs them are ``harness.loadgen.rules`` (every run can
-use them); ``compliance: TEST01 and TEST05;
-``tree``: runs -> ``submission/<division>/<submitter>/``; ``checker``: what the MLCommons
-v1.0 submission checker checks, and what it only warns about. See docs/submission.md.
+Each round's BERT rules are a ``RuleSet`` in ``harness.loadgen.rulesets``, applied to a run by
+``harness.loadgen.rules``; the tree's folders and files are ``harness.loadgen.layout``.
+``compliance``: TEST01 and TEST05; ``tree``: runs -> ``submission/<division>/<submitter>/``;
+``checker`` (with ``result_check``, ``compliance_check``, ``findings``, ``reading``,
+``rescore``): what the round's MLCommons submission checker counts as an error (FAIL) and
+what it accepts (WARN). See docs/submission.md.
 """

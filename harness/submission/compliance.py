@@ -23,6 +23,7 @@ from typing import Any
 
 import numpy as np
 
+from harness.loadgen import layout
 from harness.loadgen.rules import (
     AUDITS,
     RELAXED_TOLERANCE,
@@ -59,7 +60,7 @@ class Verification:
 
     @property
     def filename(self) -> str:
-        return f"verify_{self.kind}.txt"
+        return layout.VERIFY_ACCURACY if self.kind == "accuracy" else layout.VERIFY_PERFORMANCE
 
 
 def _report(lines: list[str], problems: list[str]) -> tuple[bool, str]:
@@ -224,9 +225,9 @@ def verify_accuracy(accuracy_run: Path, test_run: Path, benchmark: str,
         if mismatched:
             note = (f"F1 of the {len(tested)} samples logged by TEST01 ({questions} questions), "
                     "scored as the accuracy run is\n")
-            files = {"baseline_accuracy.txt": _scores_line(base_scores) + "\n"
+            files = {layout.BASELINE_ACCURACY: _scores_line(base_scores) + "\n"
                      + note.replace("logged by TEST01", "as the accuracy run answered them"),
-                     "compliance_accuracy.txt": _scores_line(test_scores) + "\n" + note}
+                     layout.COMPLIANCE_ACCURACY: _scores_line(test_scores) + "\n" + note}
             if delta > allowed:
                 problems.append(f"{mismatched} responses differ from the accuracy run's and "
                                 f"their F1 differs by {delta:.4f} (more than {share:.1%})")
@@ -267,5 +268,5 @@ def write_verifications(folder: Path, verifications: list[Verification]) -> None
     for verification in verifications:
         (folder / verification.filename).write_text(verification.text, encoding="utf-8")
         for name, text in verification.files.items():
-            (folder / "accuracy").mkdir(exist_ok=True)
-            (folder / "accuracy" / name).write_text(text, encoding="utf-8")
+            (folder / layout.ACCURACY).mkdir(exist_ok=True)
+            (folder / layout.ACCURACY / name).write_text(text, encoding="utf-8")

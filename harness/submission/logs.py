@@ -9,12 +9,12 @@ from pathlib import Path
 from typing import Any
 
 from common.files import file_sha256
-from harness.loadgen.results import mllog_entries
+from harness.loadgen.layout import ACCURACY_LOG, DETAIL_LOG, SUMMARY_LOG
+from harness.loadgen.results import first_value, mllog_entries
 from harness.loadgen.rules import MAX_ACCURACY_LOG_BYTES, TRUNCATE_KEEP_CHARS
+from harness.submission.reading import DETAIL_LOG_LIMIT, TEXT_LIMIT, read_text
 
-DETAIL_LOG = "mlperf_log_detail.txt"
-SUMMARY_LOG = "mlperf_log_summary.txt"
-ACCURACY_LOG = "mlperf_log_accuracy.json"
+__all__ = ["ACCURACY_LOG", "DETAIL_LOG", "SUMMARY_LOG", "DetailLog", "Summary", "metric_value"]
 TRUNCATION_MARK = "\n\n...\n\n"
 
 
@@ -30,18 +30,19 @@ class DetailLog:
 
     @classmethod
     def read(cls, path: Path) -> DetailLog:
-        """Raises OSError when the file cannot be read; a line that is not JSON is an error."""
+        """Raises OSError when the file cannot be read, TreeFileError when it is over
+        64 MiB; a marked line that is not a JSON entry is an error of the log."""
         values: dict[str, Any] = {}
         errors: list[str] = []
         warnings: list[str] = []
-        text = Path(path).read_text(encoding="utf-8", errors="replace")
+        text = read_text(Path(path), DETAIL_LOG_LIMIT)
         for number, entry in mllog_entries(text):
             metadata = entry.get("metadata") if entry is not None else None
             if entry is None or not isinstance(metadata or {}, dict):
                 errors.append(f"line {number} is not a LoadGen log entry")
                 continue
-            key, value, metadata = entry["key"], entry.get("value"), metadata or {}
-            values.setdefault(key, value)
+            key, value, metadata = str(entry["key"]), entry.get("value"), metadata or {}
+            first_value(values, key, value)
             if metadata.get("is_error"):
                 errors.append(f"{key}: {value}")
             elif metadata.get("is_warning"):
@@ -90,9 +91,59 @@ METRICS = {
 
 
 def metric_value(log: DetailLog) -> float | None:
-    metric = METRICS.get(log.scenario or "")
-    value = log.get(metric.key) if metric else None
-    return None if value is None else float(value)
+    """The log's figure of merit (samples/s, or ns for SingleStream); None when it has none
+    or it is not a number."""
+    metric = METRICS.get(str(log.scenario or ""))
+    return _number(log.get(metric.key)) if metric else None
+
+
+def _number(value: Any) -> float | None:
+    if isinstance(value, bool):
+        return None
+    try:
+        number = float(value)
+    except (TypeError, ValueError, OverflowError):
+        return None
+    return number if number == number and abs(number) != float("inf") else None
+
+
+# The summary's line for each scenario's metric, as LoadGen prints it
+SUMMARY_METRIC_LINES = {"Offline": "Samples per second",
+                        "Server": "Scheduled samples per second",
+                        "SingleStream": "90th percentile latency (ns)",
+                        "MultiStream": "Samples per query"}
+
+
+@dataclasses.dataclass(frozen=True)
+class Summary:
+    """``mlperf_log_summary.txt``: the ``name : value`` lines LoadGen prints (the first of
+    each name)."""
+
+    path: Path
+    values: dict[str, str]
+
+    @classmethod
+    def read(cls, path: Path) -> Summary:
+        """Raises OSError when the file cannot be read, TreeFileError when over 1 MiB."""
+        values: dict[str, str] = {}
+        for line in read_text(Path(path), TEXT_LIMIT).splitlines():
+            name, colon, value = line.partition(":")
+            if colon and name.strip() and not name.strip().startswith(("=", "*")):
+                values.setdefault(" ".join(name.split()), value.strip())
+        return cls(Path(path), values)
+
+    @property
+    def scenario(self) -> str | None:
+        return self.values.get("Scenario", "").replace(" ", "") or None
+
+    @property
+    def valid(self) -> bool | None:
+        verdict = self.values.get("Result is")
+        return None if verdict is None else verdict == "VALID"
+
+    def metric(self) -> float | None:
+        line = SUMMARY_METRIC_LINES.get(self.scenario or "")
+        return _number(self.values.get(line)) if line else None
 
 
 def read_responses(path: Path) -> list[tuple[int, str]]:
@@ -102,7 +153,7 @@ def read_responses(path: Path) -> list[tuple[int, str]]:
     """
     try:
         entries = json.loads(Path(path).read_text(encoding="utf-8"))
-    except json.JSONDecodeError as exc:
+    except (ValueError, RecursionError) as exc:
         raise ValueError(f"{path}: not JSON ({exc})") from None
     if not isinstance(entries, list):
         raise ValueError(f"{path}: not a JSON list of LoadGen responses")

@@ -22,6 +22,7 @@ from typing import Any
 
 from common.errors import EXIT_INVALID, EXIT_OK, HarnessError
 from harness.config import config_argv
+from harness.loadgen import layout
 from harness.loadgen.results import run_dir
 from harness.loadgen.rules import DEV_SET_FEATURES, results_root
 from harness.runner import RunConfig, execute
@@ -110,7 +111,7 @@ def loadgen_problems(run: Path, mode: str) -> list[str]:
     if mode == "accuracy":
         if not (run / ACCURACY_LOG).is_file():
             problems.append(f"it has no {ACCURACY_LOG}")
-        text = _read(run / "accuracy.txt")
+        text = _read(run / layout.ACCURACY_TXT)
         if not re.search(r"^hash=[0-9a-f]{64}$", text, re.MULTILINE):
             problems.append("its accuracy.txt has no hash= line (scored before the harness "
                             "wrote one)")
@@ -189,11 +190,10 @@ def run_compliance(config: RunConfig, test: str, benchmark: str
     scenario_dir = test_run.parent.parent
     reference = Path(config.results_dir) / scenario_dir.relative_to(
         results_root(config.results_dir, test))
-    checks = [compliance.verify_performance(test, reference / "performance" / "run_1",
-                                            test_run)]
+    checks = [compliance.verify_performance(test, layout.performance_run(reference), test_run)]
     if test == "TEST01":
         data = prepare_data(config.data, progress=False)
-        checks.insert(0, compliance.verify_accuracy(reference / "accuracy", test_run,
+        checks.insert(0, compliance.verify_accuracy(reference / layout.ACCURACY, test_run,
                                                     benchmark, data))
     compliance.write_verifications(scenario_dir, checks)
     return scenario_dir, checks

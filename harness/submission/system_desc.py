@@ -1,5 +1,5 @@
-"""The v1.0 system description (``systems/<system>.json``): every field the MLCommons v1.0
-checker asks for, filled from the host where it can be and from the user's file for the rest.
+"""The system description (``systems/<system>.json``): every field the MLCommons
+checkers ask for, filled from the host where it can be and from the user's file for the rest.
 """
 
 from __future__ import annotations
@@ -10,33 +10,19 @@ import shutil
 from pathlib import Path
 from typing import Any
 
+from harness.loadgen.rulesets import DEFAULT, RULESETS
 from harness.system import cpu_model, memory_gib
 
-# The v1.0 checker's required fields (SYSTEM_DESC_REQUIRED_FIELDS + ..._SINCE_V1), in the
-# order MLPerf's published descriptions use.
-FIELDS = (
-    "division", "submitter", "status", "system_name", "system_type", "number_of_nodes",
-    "host_processor_model_name", "host_processors_per_node", "host_processor_core_count",
-    "host_processor_frequency", "host_processor_caches", "host_processor_interconnect",
-    "host_memory_capacity", "host_memory_configuration", "host_storage_type",
-    "host_storage_capacity", "host_networking", "host_networking_topology",
-    "accelerators_per_node", "accelerator_model_name", "accelerator_frequency",
-    "accelerator_host_interconnect", "accelerator_interconnect",
-    "accelerator_interconnect_topology", "accelerator_memory_capacity",
-    "accelerator_memory_configuration", "accelerator_on-chip_memories", "cooling",
-    "hw_notes", "framework", "operating_system", "other_software_stack", "sw_notes",
-)
-# Fields the checker knows but does not require (power submissions): allowed, not written.
-POWER_FIELDS = (
-    "power_management", "filesystem", "boot_firmware_version", "management_firmware_version",
-    "other_hardware", "number_of_type_nics_installed", "nics_enabled_firmware",
-    "nics_enabled_os", "nics_enabled_connected", "network_speed_mbit",
-    "power_supply_quantity_and_rating_watts", "power_supply_details", "disk_drives",
-    "disk_controllers",
-)
+DEFAULT_RULES = RULESETS[DEFAULT]
+
+# The checkers' required fields (SYSTEM_DESC_REQUIRED_FIELDS + ..._SINCE_V1), in the order
+# MLPerf's published descriptions use, and the fields they know but do not require (power
+# submissions): allowed, not written. The same in every round so far.
+FIELDS = DEFAULT_RULES.system_fields
+POWER_FIELDS = DEFAULT_RULES.system_optional_fields
 INTEGER_FIELDS = ("number_of_nodes", "host_processors_per_node", "host_processor_core_count",
                   "accelerators_per_node")
-STATUSES = ("available", "preview", "rdi")
+STATUSES = DEFAULT_RULES.system_statuses
 NOT_APPLICABLE = "N/A"
 
 

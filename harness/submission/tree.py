@@ -1,4 +1,4 @@
-"""Runs -> an MLPerf Inference v1.0 submission tree, ``<out>/<division>/<submitter>/``::
+"""Runs -> an MLPerf Inference submission tree, ``<out>/<division>/<submitter>/``::
 
     systems/<system>.json
     code/<benchmark>/<implementation>/README.md
@@ -32,14 +32,15 @@ from typing import Any
 from backends import model_backend
 from common.errors import ConfigError
 from common.files import PROJECT_ROOT, slug
+from harness.loadgen import layout
 from harness.loadgen.rules import (
     AUDITS,
     BENCHMARKS,
     NOT_REQUIRED_FOR_BERT,
     SYSTEM_TYPES,
-    V1_0,
     mlperf_conf_text,
 )
+from harness.loadgen.rulesets import RULESETS
 from harness.runner import RunConfig
 from harness.submission import compliance, runs, system_desc
 from harness.submission.logs import ACCURACY_LOG, DETAIL_LOG, SUMMARY_LOG, truncate_accuracy_log
@@ -109,7 +110,7 @@ def read_description_file(path: Path | None) -> dict[str, Any]:
         raise ConfigError(f"{path}: unknown keys {', '.join(sorted(unknown))}")
     wrong = set(data.get("system", {})) - set(system_desc.FIELDS) - set(system_desc.POWER_FIELDS)
     if wrong:
-        raise ConfigError(f"{path}: [system] has fields the v1.0 description does not: "
+        raise ConfigError(f"{path}: [system] has fields the system description does not: "
                           f"{', '.join(sorted(wrong))}")
     return data
 
@@ -140,7 +141,7 @@ def _plan(config: SubmissionConfig) -> _Plan:
     benchmarks = SYSTEM_TYPES[system_type]
     if config.benchmark not in benchmarks:
         raise ConfigError(f"{config.benchmark} is not a benchmark of {system_type} systems in "
-                          "v1.0")
+                          "MLPerf Inference")
     required, optional = benchmarks[config.benchmark]
     scenarios = tuple(config.scenarios or required)
     for scenario in scenarios:
@@ -169,8 +170,9 @@ def build_submission(config: SubmissionConfig,
     """Run what is missing, verify the compliance tests, write the tree."""
     plan = _plan(config)
     template = dataclasses.replace(config.run, system=plan.system)
-    if template.rules != V1_0:
-        log(f"warning: rules {template.rules!r} are not the v1.0 rules: the checker will say so")
+    if template.rules not in RULESETS:
+        log(f"warning: rules {template.rules!r} are not an MLPerf round's rules "
+            f"({', '.join(RULESETS)}): the checker will say so")
     options = template.backend_settings.options
     model = resolve_model(template.model, model_backend(template.backend, options),
                           template.model_store, template.model_mirrors,
@@ -258,7 +260,7 @@ def _keep_full_log(source: Path, dest: Path) -> None:
 
 def _accuracy_txt(run: Path, digest: str) -> str:
     """The run's accuracy.txt with the hash of its full log as its hash= line."""
-    lines = [line for line in (run / "accuracy.txt").read_text(encoding="utf-8").splitlines()
+    lines = [line for line in (run / layout.ACCURACY_TXT).read_text(encoding="utf-8").splitlines()
              if not line.startswith("hash=")]
     return "\n".join([*lines, f"hash={digest}"]) + "\n"
 
@@ -274,11 +276,11 @@ def _write_tree(config: SubmissionConfig, plan: _Plan, template: RunConfig, mode
         for outcome in outcomes:
             _write_scenario(root, full_logs / plan.division / plan.submitter, plan, template,
                             model, bench, outcome)
-        code = root / "code" / bench / plan.implementation
+        code = root / layout.CODE / bench / plan.implementation
         code.mkdir(parents=True)
         (code / "README.md").write_text(_code_readme(plan, template, model, outcomes),
                                         encoding="utf-8")
-        (root / "systems").mkdir()
+        (root / layout.SYSTEMS).mkdir()
         defaulted = _system_description(plan, template, outcomes, root, out)
         final = out / plan.division / plan.submitter
         final.parent.mkdir(parents=True, exist_ok=True)
@@ -294,44 +296,46 @@ def _write_tree(config: SubmissionConfig, plan: _Plan, template: RunConfig, mode
 def _write_scenario(root: Path, full_root: Path, plan: _Plan, template: RunConfig, model,
                     bench: str, outcome: ScenarioOutcome) -> None:
     system, scenario, found = plan.system, outcome.scenario, outcome.runs
-    where = Path(system) / bench / scenario
-    results = root / "results" / where
-    _copy_logs(found["performance"], results / "performance" / "run_1")
-    accuracy = results / "accuracy"
+    results = layout.result_dir(root, system, bench, scenario)
+    _copy_logs(found["performance"], layout.performance_run(results))
+    accuracy = results / layout.ACCURACY
     _copy_logs(found["accuracy"], accuracy)
     digest = truncate_accuracy_log(found["accuracy"] / ACCURACY_LOG, accuracy / ACCURACY_LOG)
-    (accuracy / "accuracy.txt").write_text(_accuracy_txt(found["accuracy"], digest),
-                                           encoding="utf-8")
+    (accuracy / layout.ACCURACY_TXT).write_text(_accuracy_txt(found["accuracy"], digest),
+                                                encoding="utf-8")
     _keep_full_log(found["accuracy"] / ACCURACY_LOG,
-                   full_root / "results" / where / "accuracy" / ACCURACY_LOG)
+                   layout.result_dir(full_root, system, bench, scenario) / layout.ACCURACY
+                   / ACCURACY_LOG)
 
-    tests = root / "compliance" / where
+    tests = layout.compliance_dir(root, system, bench, scenario)
     for test in AUDITS:
-        _copy_logs(found[test], tests / test / "performance" / "run_1")
-    test01 = tests / "TEST01" / "accuracy"
+        _copy_logs(found[test], layout.performance_run(tests / test))
+    test01 = tests / "TEST01" / layout.ACCURACY
     digest = truncate_accuracy_log(found["TEST01"] / ACCURACY_LOG, test01 / ACCURACY_LOG)
-    (test01 / "accuracy.txt").write_text(
+    (test01 / layout.ACCURACY_TXT).write_text(
         "sha256 of the TEST01 run's full mlperf_log_accuracy.json (kept outside the tree):\n"
         f"hash={digest}\n", encoding="utf-8")
     _keep_full_log(found["TEST01"] / ACCURACY_LOG,
-                   full_root / "compliance" / where / "TEST01" / "accuracy" / ACCURACY_LOG)
+                   layout.compliance_dir(full_root, system, bench, scenario) / "TEST01"
+                   / layout.ACCURACY / ACCURACY_LOG)
     for verification in outcome.verifications:
         compliance.write_verifications(tests / verification.test, [verification])
-    (tests / "README.md").write_text(_compliance_readme(bench, scenario), encoding="utf-8")
+    (tests / "README.md").write_text(_compliance_readme(bench, scenario, template.rules),
+                                     encoding="utf-8")
 
-    measurements = root / "measurements" / where
+    measurements = layout.measurements_dir(root, system, bench, scenario)
     measurements.mkdir(parents=True)
     shutil.copy2(found["performance"] / "user.conf", measurements / "user.conf")
     (measurements / "mlperf.conf").write_text(mlperf_conf_text(template.rules), encoding="utf-8")
     fields = _implementation_fields(model, plan.user.get("measurements", {}))
-    (measurements / f"{system}_{plan.implementation}_{scenario}.json").write_text(
+    (measurements / layout.implementation_file(system, plan.implementation, scenario)).write_text(
         json.dumps(fields, indent=2) + "\n", encoding="utf-8")
     (measurements / "README.md").write_text(
         _measurements_readme(plan, bench, scenario, found, template), encoding="utf-8")
 
 
 def _implementation_fields(model, user: dict[str, Any]) -> dict[str, Any]:
-    """``<system>_<implementation>_<scenario>.json``: the five fields v1.0 asks for."""
+    """``<system>_<implementation>_<scenario>.json``: the five fields the checkers ask for."""
     transformations = "none"
     if model.precision == "int8":
         transformations = "int8 quantization of the fp32 weights (see the model's recipe)"
@@ -378,11 +382,11 @@ def _measurements_readme(plan: _Plan, bench: str, scenario: str, found: dict[str
     return "\n".join(lines)
 
 
-def _compliance_readme(bench: str, scenario: str) -> str:
+def _compliance_readme(bench: str, scenario: str, rules: str) -> str:
     return (f"# Compliance: {bench} {scenario}\n\n"
             "TEST01 (accuracy in performance mode) and TEST05 (other RNG seeds) as MLPerf "
-            "Inference v1.0 asks for BERT.\n"
-            f"{' and '.join(NOT_REQUIRED_FOR_BERT)} are not required for BERT in v1.0, so "
+            f"Inference {rules} asks for BERT.\n"
+            f"{' and '.join(NOT_REQUIRED_FOR_BERT)} are not required for BERT in {rules}, so "
             "there are none here.\n")
 
 
@@ -435,6 +439,6 @@ def _system_description(plan: _Plan, template: RunConfig, outcomes: list[Scenari
                 "system_name": plan.system, "system_type": plan.system_type}
     description, defaulted = system_desc.describe_system(
         identity, software, plan.user.get("system", {}), storage)
-    path = submitter_dir / "systems" / f"{plan.system}.json"
+    path = layout.system_file(submitter_dir, plan.system)
     path.write_text(json.dumps(description, indent=2) + "\n", encoding="utf-8")
     return defaulted
