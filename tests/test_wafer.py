@@ -13,7 +13,7 @@ import pytest
 
 from backends import BackendError, BackendSettings, FeatureBatch, get_backend_class, load_backend
 from backends.wafer import cli
-from backends.wafer.calibration import ANCHORS, anchor_table, calibrate, calibration_anchor
+from backends.wafer.calibration import ANCHORS, CALIBRATIONS, anchor, anchor_table, calibrate
 from backends.wafer.device import PipelinedDevice, StreamingDevice, make_device, simulate
 from backends.wafer.engine import Engine
 from backends.wafer.numerics import LogitsBank, fingerprints
@@ -65,10 +65,10 @@ def test_an_override_is_recorded_with_the_figure_it_replaced() -> None:
 
 @pytest.mark.parametrize("overrides, message", [
     ({"clock": 1}, "unknown wafer spec field 'clock'"),
-    ({"clock_ghz": "fast"}, "expected a number"),
-    ({"grid_x": 10.5}, "whole number"),
-    ({"compute_efficiency": 1.5}, "at most 1"),
-    ({"systems": 0}, "positive"),
+    ({"clock_ghz": "fast"}, "clock_ghz = 'fast': expected a number > 0 and <= 10 GHz"),
+    ({"grid_x": 10.5}, "grid_x = 10.5: expected a whole number"),
+    ({"pipelined_efficiency": 1.5}, r"pipelined_efficiency = 1.5: expected a number > 0 and <= 1"),
+    ({"systems": 0}, r"systems = 0: expected a whole number > 0 and <= 192 systems"),
 ])
 def test_bad_overrides_are_refused(overrides, message) -> None:
     with pytest.raises(BackendError, match=message):
@@ -239,18 +239,32 @@ def test_the_zoo_summary_covers_every_family_on_every_preset() -> None:
 # ---- calibration ------------------------------------------------------------------------------
 
 
-def test_the_preset_efficiency_reproduces_the_calibration_anchor() -> None:
-    anchor = calibration_anchor()
-    figure, result = anchor.model()
-    assert figure == pytest.approx(anchor.value, rel=0.001)
-    assert calibrate() == pytest.approx(load_spec("wse2").compute_efficiency, rel=0.001)
-    assert result.mode == "pipelined"
+def test_the_preset_efficiencies_reproduce_the_two_calibration_anchors() -> None:
+    fitted = calibrate()
+    wse2 = load_spec("wse2")
+    for mode, name in CALIBRATIONS.items():
+        figure, result = anchor(name).model()
+        assert figure == pytest.approx(anchor(name).value, rel=0.002)
+        assert result.mode == mode
+        assert fitted[f"{mode}_efficiency"] == pytest.approx(wse2.efficiency(mode), rel=0.002)
 
 
-def test_every_anchor_is_modelled_with_its_ratio() -> None:
+def test_every_check_anchor_is_met_by_its_band_with_at_most_two_calibrations() -> None:
     rows = anchor_table()
-    assert len(rows) == len(ANCHORS) and sum(r["role"] == "calibration" for r in rows) == 1
+    assert len(rows) == len(ANCHORS) and sum(r["role"] == "calibration" for r in rows) == 2
     assert all(r["modelled"] > 0 and math.isfinite(r["ratio"]) for r in rows)
+    for row in rows:
+        band, (low, high) = row["band"], row["published"]
+        assert band["low"] <= row["modelled"] <= band["high"], row["anchor"]
+        met = band["high"] >= low / 1.5 and band["low"] <= high * 1.5
+        assert row["met"] == met and met, row["anchor"]
+
+
+def test_an_anchor_outside_its_band_is_not_met() -> None:
+    a = anchor("bert-large-msl128-train-cs2-r171-tf")
+    assert a.met({"low": 6000, "expected": 7000, "high": 8000})
+    assert not a.met({"low": 9700, "expected": 10000, "high": 11000})  # > 1.5 x 6,400
+    assert not a.met({"low": 3000, "expected": 4000, "high": 4200})
 
 
 # ---- the discrete-event device ----------------------------------------------------------------
