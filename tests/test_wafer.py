@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 import time
 from pathlib import Path
 
@@ -73,6 +74,48 @@ def test_an_override_is_recorded_with_the_figure_it_replaced() -> None:
 def test_bad_overrides_are_refused(overrides, message) -> None:
     with pytest.raises(BackendError, match=message):
         load_spec("wse2", overrides)
+
+
+BAD_VALUES = ("nan", "inf", -1, 0, 1e300, "fast")
+
+
+@pytest.mark.parametrize("field", FIELDS)
+@pytest.mark.parametrize("value", BAD_VALUES)
+def test_every_spec_field_refuses_bad_values_naming_field_value_and_range(field, value) -> None:
+    declared = FIELDS[field]
+    if value == 0 and not declared.above and declared.low == 0:  # a delay may be 0
+        assert load_spec("wse2", {field: value}).figures[field].value == 0
+        return
+    with pytest.raises(BackendError) as caught:
+        load_spec("wse2", {field: value})
+    message = str(caught.value)
+    assert "\n" not in message
+    assert f"{field} = {value!r}" in message and declared.range_text() in message
+
+
+@pytest.mark.parametrize("field", FIELDS)
+def test_a_spec_file_with_a_bad_number_names_the_field(field, tmp_path: Path) -> None:
+    text = Path(load_spec("wse2").path).read_text()
+    start = text.index(f"[{field}]\nvalue = ") + len(f"[{field}]\nvalue = ")
+    bad = tmp_path / "bad.toml"
+    bad.write_text(text[:start] + "nan" + text[text.index("\n", start):])
+    with pytest.raises(BackendError, match=f"{field} = nan: expected"):
+        load_spec(bad)
+
+
+@pytest.mark.parametrize("value", BAD_VALUES)
+def test_the_cli_answers_a_bad_field_with_one_error_line(value, capsys) -> None:
+    assert cli.main(["plan", "--model", "bert-base", "--set", f"clock_ghz={value}"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("error: ") and "clock_ghz" in err
+
+
+@pytest.mark.parametrize("option", ["seq", "stream_batch", "in_flight", "numerics_batch"])
+@pytest.mark.parametrize("value", BAD_VALUES)
+def test_whole_number_backend_options_refuse_bad_values(option, value) -> None:
+    expected = re.escape(f"{option} = {value!r}: expected a whole number >= 1")
+    with pytest.raises(BackendError, match=expected):
+        get_backend_class("wafer")(wafer(**{option: value}))
 
 
 def test_a_spec_file_must_give_every_field_with_its_provenance(tmp_path: Path) -> None:
@@ -510,7 +553,6 @@ def test_the_harness_wafer_subcommand_plans(tmp_path) -> None:
 
 
 def test_the_harness_wafer_plan_times_the_squad_features_real_lengths(tmp_path, squad_dir):
-    import re
     import subprocess
     import sys
 
@@ -540,8 +582,12 @@ def test_the_plan_sizes_loadgens_test_unless_expect_user_conf(tmp_path) -> None:
     assert backend.preferred_batch_size("Server") is None
     kept = wafer(BackendSettings(device="cpu", options={**timing, "expect": "user.conf"}))
     assert kept.expected_performance(None) is None
-    with pytest.raises(BackendError, match="expect must be plan or user.conf"):
+    with pytest.raises(BackendError, match="expect must be one of plan, low, high, user.conf"):
         wafer(BackendSettings(device="cpu", options={"expect": "maybe"}))
+    low = wafer(BackendSettings(device="cpu", options={**timing, "expect": "low"}))
+    assert low.expected_performance(None)["samples_per_s"] == \
+        pytest.approx(planned.band["low"], rel=1e-6)
+    assert planned.band["low"] < planned.throughput < planned.band["high"]
     null = get_backend_class("null")(BackendSettings(device="cpu"))
     assert null.expected_performance(None) is None and null.preferred_batch_size("Offline") is None
 
