@@ -405,10 +405,9 @@ def _pipelined(costs: list[LayerCost], flops: np.ndarray, param_bytes: float,
 def _finish_pipelined(result: Plan, costs: list[LayerCost], pipe, lengths: np.ndarray) -> None:
     spec, seq = result.spec, result.seq
     cores, need, replicas, minimum, cap, whole = pipe
-    result.replicas = replicas
-    result._cores = whole
+    result.replicas, result._cores = 1, whole  # the low-latency layout: one replica
     result.low_latency_s = float(result.stage_times(seq).sum()) + result.delay_s
-    result._cores = cores
+    result.replicas, result._cores = replicas, cores
     times = result.stage_times(seq)
     stages = []
     for i, c in enumerate(costs):
