@@ -110,9 +110,15 @@ def test_release_19_streams_everything() -> None:
 
 def test_pipelined_runs_one_system_and_streaming_pays_for_several() -> None:
     two = WSE2.with_overrides({"systems": 2})
-    assert plan(BERT_LARGE, two).mode == "streaming"
-    with pytest.raises(BackendError, match="pipelined run uses one system"):
-        plan(BERT_LARGE, two, PlanOptions(mode="pipelined"))
+    assert plan(named("minilm-l6"), two, PlanOptions(release="1.6")).mode == "streaming"
+    for arch, options in ((named("bert-large-squad"), PlanOptions(release="1.6")),
+                          (BERT_LARGE, PlanOptions(mode="pipelined", release="1.9"))):
+        with pytest.raises(BackendError, match="pipelined run uses one system"):
+            plan(arch, two, options)
+    # no release: the hypothetical data-parallel pipeline, labelled as such
+    hypothetical = plan(BERT_LARGE, two)
+    assert hypothetical.mode == "pipelined" and "HYPOTHETICAL" in hypothetical.reason
+    assert hypothetical.throughput == pytest.approx(2 * plan(BERT_LARGE, WSE2).throughput)
     gptj = named("gptj-6b")
     one = plan(gptj, WSE2, PlanOptions(training=True, stream_batch=8))
     both = plan(gptj, two, PlanOptions(training=True, stream_batch=8))

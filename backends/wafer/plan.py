@@ -277,17 +277,19 @@ def _plan(arch: Architecture, spec: WaferSpec, options: PlanOptions) -> Plan:
     params = arch.param_count()
     limit = spec.pipeline_param_limit
     by_release, why = release_mode(arch.name, options.release)
+    one_system = (f"a pipelined run uses one system (modelzoo R1.7.1 release notes), not "
+                  f"{spec.systems}")
     if options.mode == "auto" and by_release == "streaming":
         mode, reason = "streaming", why
-    elif options.mode == "auto" and spec.systems > 1:
-        mode, reason = "streaming", (f"{spec.systems} systems: a pipelined run uses one "
-                                     "system (modelzoo R1.7.1 release notes)")
     elif options.mode == "auto" and by_release == "pipelined":
-        if not fits:
+        if not fits or spec.systems > 1:
             raise BackendError(f"{arch.name} is a layer-pipelined config in release "
-                               f"{options.release} but does not fit on {spec.name}: "
-                               f"{fit_note}")
+                               f"{options.release} but "
+                               + (one_system if fits else f"does not fit on {spec.name}: "
+                                  f"{fit_note}"))
         mode, reason = "pipelined", f"{why}; {fit_note}"
+    elif options.mode == "auto" and spec.systems > 1 and options.release != "auto":
+        mode, reason = "streaming", f"release {options.release}: {one_system}"
     elif options.mode == "auto":
         if params > limit:
             mode, reason = "streaming", (f"{params / 1e9:.2f}B parameters exceed the ~"
@@ -301,12 +303,15 @@ def _plan(arch: Architecture, spec: WaferSpec, options: PlanOptions) -> Plan:
         if not fits:
             raise BackendError(f"{arch.name} cannot run layer pipelined on {spec.name}: "
                                f"{fit_note}; use mode=auto or mode=streaming")
-        if spec.systems > 1:
-            raise BackendError(f"a pipelined run uses one system (modelzoo R1.7.1 release "
-                               f"notes), not {spec.systems}; use mode=streaming")
+        if spec.systems > 1 and options.release != "auto":
+            raise BackendError(f"release {options.release}: {one_system}; use "
+                               "mode=streaming")
         mode, reason = "pipelined", f"forced (mode=pipelined); {fit_note}"
     else:
         mode, reason = "streaming", "forced (mode=streaming)"
+    if mode == "pipelined" and spec.systems > 1:
+        reason += (f"; HYPOTHETICAL: {spec.systems} systems pipelined data parallel, which "
+                   "no modelzoo release runs (one system; --release 1.6 or 1.9 refuses it)")
     if arch.decode_context:
         reason += (f"; KV caches of {arch.decode_streams or arch.layers + 2} streams "
                    f"({arch.decode_context} tokens each) resident")
@@ -433,7 +438,7 @@ def _finish_pipelined(result: Plan, costs: list[LayerCost], pipe, lengths: np.nd
     slowest = int(np.argmax(mean))
     result.bound = ("host I/O" if slowest == 0 else
                     f"slowest stage {stages[slowest - 1].name}: {stages[slowest - 1].limit}")
-    result.throughput = _input_bound(result, replicas / float(mean[slowest]))
+    result.throughput = _input_bound(result, replicas * spec.systems / float(mean[slowest]))
     fill = per_sample.sum(axis=1) + result.delay_s
     result.latency_s = float(np.percentile(fill, 50))
     result.latency_p90_s = float(np.percentile(fill, 90))
