@@ -1,4 +1,4 @@
-"""The performance model: layer pipelined or weight streaming, chosen or forced.
+"""The performance model: layer pipelined or weight streaming, by release, size or force.
 
 **Layer pipelined.** Each stage (a layer) gets its own region of cores and keeps its weights
 in SRAM; samples stream through, one per stage at a time. A stage needs at least the cores
@@ -6,22 +6,22 @@ whose usable SRAM holds its weights and one sample's activations; beyond that, c
 stages in proportion to their work (water-filling: the slowest stage is made as fast as the
 cores allow), and a stage is not split finer than ``min_params_per_core`` weights per core.
 A model that needs fewer cores than the wafer at that granularity is replicated. A stage
-takes ``max(FLOPs / (cores x achieved FLOP/s per core), activations out / fabric bandwidth
-across a region boundary)``; host I/O is one more stage (each replica's share of the
-system's bandwidth). Throughput = replicas x systems / the slowest stage (compute or I/O);
-latency = the host transfer overhead each way + the sum of the stage times (pipeline fill)
-+ the hops across the replica.
+takes ``max(FLOPs / (cores x peak x pipelined_efficiency), activations out / fabric
+bandwidth across a region boundary)``; host I/O is one more stage. Throughput = replicas /
+the slowest stage, capped by the line rate and the host input workers; latency = the host
+transfer overhead each way + the pipeline fill (an upper bound; rows streamed between
+stages give the lower bound) + the hops across the replica.
 
 **Weight streaming.** Weights stream in from MemoryX one layer at a time, each layer using
-the whole wafer: a layer takes ``max(weight bytes / stream bandwidth, batch FLOPs / achieved
-FLOP/s)``, a batch the sum over layers. The default batch is the smallest that makes every
-layer compute-bound (it amortises the stream), capped by the activations SRAM holds.
-Throughput = systems x batch / batch time (or the host I/O bound); latency at batch 1.
+the whole wafer: a layer takes ``max(weight bytes / stream bandwidth + SwarmX levels x
+transfer overhead, batch FLOPs / (peak x streaming_efficiency))``, a batch the sum over
+layers. The default batch is the smallest that makes every layer compute-bound, capped by
+the activations SRAM holds. Throughput = systems x batch / batch time (or a host bound);
+latency of a sample alone and of one in a full batch.
 
-``mode=auto`` picks pipelined when the model has at most ``pipeline_param_limit`` parameters
-and one replica fits in SRAM; else streaming. Training (the calibration anchors) counts 3x
-the forward FLOPs, 16 bytes of SRAM per parameter (fp16 weights and gradients, fp32 master
-weights and two Adam moments) and streams gradients back as well as weights in.
+Each plan carries a **band**: the same mode at the compute rate x ``band_low`` and x
+``band_high``. Training counts ``training_flop_factor`` x the forward FLOPs, 16 bytes of
+SRAM per parameter and streams gradients back. Mode choice: :mod:`backends.wafer.release`.
 """
 
 from __future__ import annotations
@@ -33,7 +33,7 @@ from typing import Any
 import numpy as np
 
 from backends.base import BackendError
-from backends.wafer.release import RELEASES, release_mode
+from backends.wafer.release import RELEASES, choose_mode
 from backends.wafer.report import plan_text
 from backends.wafer.shapes import Architecture, LayerCost, layer_costs
 from backends.wafer.spec import BYTES_PER_VALUE, PRECISIONS, WaferSpec
@@ -274,44 +274,7 @@ def _plan(arch: Architecture, spec: WaferSpec, options: PlanOptions) -> Plan:
     pipe_flops = spec.core_flops(options.precision, "pipelined") * band_factor(spec, options.band)
     fits, fit_note, pipe = _pipelined(costs, result._flops[seq], param_bytes, spec,
                                       pipe_flops, options.low_latency)
-    params = arch.param_count()
-    limit = spec.pipeline_param_limit
-    by_release, why = release_mode(arch.name, options.release)
-    one_system = (f"a pipelined run uses one system (modelzoo R1.7.1 release notes), not "
-                  f"{spec.systems}")
-    if options.mode == "auto" and by_release == "streaming":
-        mode, reason = "streaming", why
-    elif options.mode == "auto" and by_release == "pipelined":
-        if not fits or spec.systems > 1:
-            raise BackendError(f"{arch.name} is a layer-pipelined config in release "
-                               f"{options.release} but "
-                               + (one_system if fits else f"does not fit on {spec.name}: "
-                                  f"{fit_note}"))
-        mode, reason = "pipelined", f"{why}; {fit_note}"
-    elif options.mode == "auto" and spec.systems > 1 and options.release != "auto":
-        mode, reason = "streaming", f"release {options.release}: {one_system}"
-    elif options.mode == "auto":
-        if params > limit:
-            mode, reason = "streaming", (f"{params / 1e9:.2f}B parameters exceed the ~"
-                                         f"{limit / 1e9:g}B layer-pipelined limit (published)")
-        elif not fits:
-            mode, reason = "streaming", f"does not fit in SRAM layer pipelined: {fit_note}"
-        else:
-            mode, reason = "pipelined", (f"{params / 1e6:,.1f}M parameters (limit "
-                                         f"{limit / 1e9:g}B) and {fit_note}")
-    elif options.mode == "pipelined":
-        if not fits:
-            raise BackendError(f"{arch.name} cannot run layer pipelined on {spec.name}: "
-                               f"{fit_note}; use mode=auto or mode=streaming")
-        if spec.systems > 1 and options.release != "auto":
-            raise BackendError(f"release {options.release}: {one_system}; use "
-                               "mode=streaming")
-        mode, reason = "pipelined", f"forced (mode=pipelined); {fit_note}"
-    else:
-        mode, reason = "streaming", "forced (mode=streaming)"
-    if mode == "pipelined" and spec.systems > 1:
-        reason += (f"; HYPOTHETICAL: {spec.systems} systems pipelined data parallel, which "
-                   "no modelzoo release runs (one system; --release 1.6 or 1.9 refuses it)")
+    mode, reason = choose_mode(arch, spec, options, fits, fit_note)
     if arch.decode_context:
         reason += (f"; KV caches of {arch.decode_streams or arch.layers + 2} streams "
                    f"({arch.decode_context} tokens each) resident")
