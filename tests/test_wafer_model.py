@@ -10,10 +10,13 @@ import pytest
 
 from backends import BackendError, BackendSettings, load_backend
 from backends.wafer import cli
+from backends.wafer.calibration import anchor
+from backends.wafer.numerics import compute
 from backends.wafer.plan import PlanOptions, plan
 from backends.wafer.release import release_mode
 from backends.wafer.shapes import ZOO, ZOO_TABLE, layer_costs, named
 from backends.wafer.spec import load_spec
+from tests.helpers import random_batch
 
 WSE2 = load_spec("wse2")
 BERT_LARGE = named("bert-large")
@@ -156,3 +159,22 @@ def test_a_wafer_run_says_it_is_simulated_with_preset_release_and_band() -> None
     assert sim["modelled"] and sim["preset"] == "wse2" and sim["release"] == "1.6"
     assert sim["band_samples_per_s"]["low"] < sim["band_samples_per_s"]["high"]
     assert described["plan"]["modelled"] is True
+
+
+def test_a_short_anchor_loop_counts_the_weights_sent_inside_it() -> None:
+    eval_cs3 = anchor("bert-large-msl128-eval-cs3")
+    assert eval_cs3.loop_s == 8.0
+    figure, result = eval_cs3.model()
+    load = result.spec.startup_s(result.weight_bytes)["weight_load"]
+    assert 0 < load < eval_cs3.loop_s
+    assert figure == pytest.approx(result.throughput * (8.0 - load) / 8.0)
+
+
+def test_the_answers_precomputation_says_up_front_how_long_it_takes(capsys) -> None:
+    batch = random_batch(64, 32, seed=3)
+    lengths = batch.arrays()[1].sum(axis=1)
+    with load_backend("null", None, BackendSettings(device="cpu")) as null:
+        starts, _ = compute(null, batch, lengths, 8)
+    assert len(starts) == 64
+    err = capsys.readouterr().err
+    assert "computing the answers of 64 samples with null" in err and " s (cached" in err

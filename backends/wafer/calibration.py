@@ -38,6 +38,7 @@ class Anchor:
     training: bool = False
     release: str = "1.6"
     wafers: int = 1
+    loop_s: float = 0.0  # > 0: the published rate is over a loop this short, start-up inside
     overrides: tuple[tuple[str, Any], ...] = ()
     note: str = ""
 
@@ -57,7 +58,14 @@ class Anchor:
             wafers=self.wafers))
 
     def figure(self, result: Plan) -> float:
-        return 1.0 / result.latency_s if self.unit == "tokens/s" else result.throughput
+        """The anchor's unit from a plan; over a short loop, the weights sent at its start
+        (start-up that falls inside the loop) take their share of it."""
+        if self.unit == "tokens/s":
+            return 1.0 / result.latency_s
+        if self.loop_s:
+            load = result.spec.startup_s(result.weight_bytes)["weight_load"]
+            return result.throughput * max(0.0, self.loop_s - load) / self.loop_s
+        return result.throughput
 
     def model(self, overrides: dict[str, Any] | None = None) -> tuple[float, Plan]:
         """The modelled (expected) figure and its plan, with the presets' figures."""
@@ -91,8 +99,10 @@ ANCHORS: tuple[Anchor, ...] = (
     Anchor("bert-large-msl128-eval-cs3", "BERT-Large MSL128 eval (forward only)",
            "1 CS-3, R2.10, weight streaming", (6700, 7500), "samples/s",
            "ALCF user guide (2025)", "bert-large-msl128", "wse3", "auto", release="1.9",
+           loop_s=8.0,
            note="at the amortising batch; the WSE-3's fp16 lanes (8, third-party) and clock "
-                "(undisclosed) set its band; an ~8 s eval loop, start-up not in the rate"),
+                "(undisclosed) set its band; an ~8 s eval loop: the weights sent at its "
+                "start count, programming precedes it"),
     Anchor("gptj-6b-train-2cs2-r171", "GPT-J 6B training, 2048 tokens",
            "2 CS-2, R1.7.1, weight streaming", (27.5, 27.5), "samples/s", R171,
            "gptj-6b", "wse2", "auto", True, overrides=(("systems", 2),)),
