@@ -37,7 +37,7 @@ from backends.wafer.spec import (
     DEFAULT_SPEC,
     PRECISIONS,
     PRESETS,
-    Field,
+    WHOLE_OPTIONS,
     WaferSpec,
     check_value,
     load_spec,
@@ -51,16 +51,6 @@ OFFLINE_BATCH = 64  # see preferred_batch_size
 DEFAULT_CACHE = Path(__file__).resolve().parents[1] / "models" / "store" / "wafer-logits"
 DEFAULT_IN_FLIGHT = 4096
 EXPECTS = {"plan": "expected", "low": "low", "high": "high", "user.conf": None}
-# the backend's whole-number options: one declaration each (unit, range, meaning)
-WHOLE_OPTIONS = {
-    "seq": Field("tokens", 1, 100_000, "padded token count timed", above=False, whole=True),
-    "stream_batch": Field("samples", 1, 1_000_000, "most samples per weight-streaming batch",
-                          above=False, whole=True),
-    "in_flight": Field("calls", 1, 1_000_000, "calls outstanding at once", above=False,
-                       whole=True),
-    "numerics_batch": Field("rows", 1, 65_536, "rows per numerics call while staging",
-                            above=False, whole=True),
-}
 EMPTY_NOTE = ("empty answers (numerics=none): timing only, not valid for accuracy or "
               "compliance")
 
