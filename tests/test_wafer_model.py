@@ -178,3 +178,10 @@ def test_the_answers_precomputation_says_up_front_how_long_it_takes(capsys) -> N
     assert len(starts) == 64
     err = capsys.readouterr().err
     assert "computing the answers of 64 samples with null" in err and " s (cached" in err
+
+
+@pytest.mark.parametrize("name", ["seq", "stream_batch", "wafers"])
+@pytest.mark.parametrize("value", [0, -1, 1e300, float("nan"), 2.5])
+def test_plan_options_refuse_bad_numbers_in_one_line(name, value) -> None:
+    with pytest.raises(BackendError, match=f"wafer plan: {name} = .*: expected a whole number"):
+        PlanOptions(**{name: value})

@@ -36,7 +36,13 @@ from backends.base import BackendError
 from backends.wafer.release import RELEASES, choose_mode
 from backends.wafer.report import plan_text
 from backends.wafer.shapes import Architecture, LayerCost, layer_costs
-from backends.wafer.spec import BYTES_PER_VALUE, PRECISIONS, WaferSpec
+from backends.wafer.spec import (
+    BYTES_PER_VALUE,
+    PRECISIONS,
+    WHOLE_OPTIONS,
+    WaferSpec,
+    check_value,
+)
 
 MODES = ("auto", "pipelined", "streaming")
 BANDS = ("low", "expected", "high")
@@ -72,12 +78,9 @@ class PlanOptions:
         if self.precision not in PRECISIONS:
             raise BackendError(f"unknown precision {self.precision!r}; choose one of "
                                f"{', '.join(PRECISIONS)}")
-        if self.wafers < 1:
-            raise BackendError(f"wafers must be at least 1, got {self.wafers}")
-        if self.seq is not None and self.seq < 1:
-            raise BackendError(f"seq must be at least 1 token, got {self.seq}")
-        if self.stream_batch is not None and self.stream_batch < 1:
-            raise BackendError(f"stream_batch must be at least 1, got {self.stream_batch}")
+        for name in ("seq", "stream_batch", "wafers"):
+            if getattr(self, name) is not None:
+                check_value(name, getattr(self, name), WHOLE_OPTIONS[name], "wafer plan")
 
 
 @dataclasses.dataclass(frozen=True)

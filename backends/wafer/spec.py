@@ -120,15 +120,17 @@ FIELDS: dict[str, Field] = {
     "weight_load_gbs": _f("GB/s", 0, 1e7, "rate at which the initial weights are sent"),
 }
 INTEGER_FIELDS = frozenset(name for name, field in FIELDS.items() if field.whole)
-# the wafer backend's whole-number options, declared the same way
+# the whole-number options of a plan and of the wafer backend, declared the same way
 WHOLE_OPTIONS = {
-    "seq": _f("tokens", 1, 100_000, "padded token count timed", above=False, whole=True),
+    "seq": _f("tokens", 1, 32_768, "padded token count timed", above=False, whole=True),
     "stream_batch": _f("samples", 1, 1_000_000, "most samples per weight-streaming batch",
                        above=False, whole=True),
     "in_flight": _f("calls", 1, 1_000_000, "calls outstanding at once", above=False,
                     whole=True),
     "numerics_batch": _f("rows", 1, 65_536, "rows per numerics call while staging",
                          above=False, whole=True),
+    "wafers": _f("systems", 1, 192, "one pipeline across this many systems", above=False,
+                 whole=True),
 }
 
 
