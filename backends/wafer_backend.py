@@ -15,6 +15,7 @@ docs/wafer.md for the model, its calibration and its assumptions.
 
 from __future__ import annotations
 
+import dataclasses
 import sys
 import time
 from concurrent.futures import Future
@@ -29,8 +30,18 @@ from backends.wafer import numerics as bank_mod
 from backends.wafer.device import make_device
 from backends.wafer.engine import Engine
 from backends.wafer.plan import MODES, Plan, PlanOptions, plan
+from backends.wafer.release import RELEASES
+from backends.wafer.report import band_text
 from backends.wafer.shapes import Architecture, from_model, named
-from backends.wafer.spec import DEFAULT_SPEC, PRECISIONS, PRESETS, WaferSpec, load_spec
+from backends.wafer.spec import (
+    DEFAULT_SPEC,
+    PRECISIONS,
+    PRESETS,
+    WHOLE_OPTIONS,
+    WaferSpec,
+    check_value,
+    load_spec,
+)
 
 MODEL_VERSION = "wafer-model 1"
 SPEC_PREFIX = "spec."
@@ -39,6 +50,7 @@ NO_NUMERICS = "none"
 OFFLINE_BATCH = 64  # see preferred_batch_size
 DEFAULT_CACHE = Path(__file__).resolve().parents[1] / "models" / "store" / "wafer-logits"
 DEFAULT_IN_FLIGHT = 4096
+EXPECTS = {"plan": "expected", "low": "low", "high": "high", "user.conf": None}
 EMPTY_NOTE = ("empty answers (numerics=none): timing only, not valid for accuracy or "
               "compliance")
 
@@ -64,9 +76,12 @@ class WaferBackend(Backend):
         "cache_dir": f"logits cache folder (default {DEFAULT_CACHE}; off: no disk cache)",
         "in_flight": f"calls outstanding at once (default {DEFAULT_IN_FLIGHT})",
         "numerics_batch": "rows per numerics call while staging (default 8)",
+        "release": f"modelzoo release whose modes apply: {', '.join(RELEASES)} (default "
+                   "auto: pipelined when the weights fit; 1.6: per config; 1.9: all stream)",
+        "low_latency": "on: pipelined with one replica on the whole wafer (default off)",
         "expect": "plan: LoadGen's expected Offline samples/s and SingleStream/MultiStream "
-                  "latency come from the plan, after the user.conf's (default); user.conf: "
-                  "the user.conf's stand",
+                  "latency come from the plan's expected figures, after the user.conf's "
+                  "(default); low or high: the band's end; user.conf: the user.conf's stand",
     }
     option_prefixes = (SPEC_PREFIX, NUMERICS_PREFIX)
 
@@ -86,13 +101,15 @@ class WaferBackend(Backend):
             seq=_whole(options, "seq", 384),
             skip_padding=self._skip_padding,
             stream_batch=_whole(options, "stream_batch", None),
+            release=str(options.get("release", "auto")),
+            low_latency=_switch(options.get("low_latency", "off"), "low_latency"),
         )
         self._in_flight = _whole(options, "in_flight", DEFAULT_IN_FLIGHT)
         self._numerics_batch = _whole(options, "numerics_batch", 8)
         self._expect = str(options.get("expect", "plan"))
-        if self._expect not in ("plan", "user.conf"):
-            raise BackendError(f"wafer backend: expect must be plan or user.conf, got "
-                               f"{self._expect!r}")
+        if self._expect not in EXPECTS:
+            raise BackendError(f"wafer backend: expect must be one of {', '.join(EXPECTS)}, "
+                               f"got {self._expect!r}")
         cache = options.get("cache_dir", str(DEFAULT_CACHE))
         self._cache_root = None if str(cache) == "off" else Path(str(cache))
         self.arch: Architecture | None = None
@@ -129,6 +146,9 @@ class WaferBackend(Backend):
         self.arch, self.plan = self._planned(model_path)
         if self._skip_padding:
             self.plan.prepare()
+        print(f"note: wafer backend: timing is MODELLED, not measured: simulated "
+              f"{self.spec.name}, release {self._options.release}, {self.plan.mode}, "
+              f"{band_text(self.plan.band)}", file=sys.stderr)
         if self.real_answers:
             if model_path is None and self._numerics_name != "null":
                 raise BackendError(f"wafer backend: numerics={self._numerics_name} needs a "
@@ -164,10 +184,19 @@ class WaferBackend(Backend):
     def expected_performance(self, model_path: Path | None) -> dict[str, float] | None:
         """The plan's samples/s and latency (``expect=plan``), so that a run with the
         default user.conf, written for a CPU, asks LoadGen for a test this device fills."""
-        if self._expect != "plan":
+        band = EXPECTS[self._expect]
+        if band is None:
             return None
-        _, planned = self._planned(model_path)
+        arch, planned = self._planned(model_path)
+        if band != "expected":
+            planned = plan(arch, self.spec, dataclasses.replace(
+                self._options, mode=planned.mode, band=band))
         return {"samples_per_s": planned.throughput, "latency_s": planned.latency_s}
+
+    @property
+    def system_tag(self) -> str:
+        """What the system name says of this backend: simulated, the preset and release."""
+        return f"wafer-simulated-{self.spec.name}-release-{self._options.release}"
 
     def preferred_batch_size(self, scenario: str) -> int | None:
         """Offline: calls of 64 samples, so the harness hands out the modelled device's
@@ -287,6 +316,13 @@ class WaferBackend(Backend):
         info = super().describe()
         p = self.plan
         info.update(
+            simulated={
+                "modelled": True, "preset": self.spec.name, "release": self._options.release,
+                "band_samples_per_s": p.band if p else None,
+                "loadgen_sized_for": EXPECTS[self._expect] or "the user.conf",
+                "note": "every time is modelled from the model's shapes and the spec's "
+                        "figures; no wafer ran this",
+            },
             spec=self.spec.to_json(),
             model=self.arch.to_json() if self.arch is not None else None,
             mode=p.mode if p else None,
@@ -341,10 +377,4 @@ def _whole(options: dict[str, Any], name: str, default: int | None) -> int | Non
     value = options.get(name, default)
     if value is None:
         return None
-    try:
-        number = int(value)
-    except (TypeError, ValueError):
-        number = 0
-    if number < 1:
-        raise BackendError(f"wafer backend: {name} must be a whole number >= 1, got {value!r}")
-    return number
+    return int(check_value(name, value, WHOLE_OPTIONS[name], "wafer backend"))

@@ -10,7 +10,7 @@ query rate, 1,000 x 2^k QPS on 64 modelled systems (so the model itself hardly q
 a Server point also needs LoadGen's VALID and a median latency within 5% of the model's own
 (the discrete-event model run on Poisson arrivals at that rate; p99 is printed beside it).
 
-    python benchmarks/bench_wafer.py [--batch-sizes 8,64] [--max-systems 256]
+    python benchmarks/bench_wafer.py [--batch-sizes 8,64] [--max-systems 192]
 """
 
 from __future__ import annotations
@@ -139,12 +139,17 @@ def main() -> int:
     parser.add_argument("--batch-sizes", default="8,64",
                         help="Offline batch sizes to sweep (default: %(default)s)")
     parser.add_argument("--no-server", action="store_true", help="skip the Server sweep")
-    parser.add_argument("--max-systems", type=int, default=512)
+    parser.add_argument("--max-systems", type=int, default=192,
+                        help="most modelled systems (SwarmX's published 192 at most; "
+                        "default: %(default)s)")
     parser.add_argument("--seconds", type=float, default=2.0,
                         help="LoadGen minimum duration per point (default: %(default)s)")
     parser.add_argument("--max-examples", type=int, default=500,
                         help="questions whose features LoadGen draws from")
     args = parser.parse_args()
+    if not 1 <= args.max_systems <= 192:
+        parser.error(f"--max-systems {args.max_systems}: from 1 to 192 (SwarmX's published "
+                     "most; the spec's systems field allows no more)")
     one = plan(named("bert-large"), load_spec("wse2"))
     print(f"BERT-Large on one WSE-2 (modelled): {one.throughput:,.0f} samples/s, "
           f"{one.latency_s * 1e3:.2f} ms; answers from the null backend; "

@@ -112,7 +112,7 @@ def execute(config: RunConfig) -> RunOutcome:
             "so the SQuAD features would not match it"
         )
     data = prepare_data(config.data, config.progress)
-    system = config.system or default_system_name(config.backend)
+    system = config.system or default_system_name(getattr(backend, "system_tag", config.backend))
     final = run_dir(run_rules.results_root(config.results_dir, config.audit), system,
                     model.name, config.scenario, config.mode)
     expected = expected_lines(config.scenario, backend.expected_performance(model.path))

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 import time
 from pathlib import Path
 
@@ -13,7 +14,7 @@ import pytest
 
 from backends import BackendError, BackendSettings, FeatureBatch, get_backend_class, load_backend
 from backends.wafer import cli
-from backends.wafer.calibration import ANCHORS, anchor_table, calibrate, calibration_anchor
+from backends.wafer.calibration import ANCHORS, CALIBRATIONS, anchor, anchor_table, calibrate
 from backends.wafer.device import PipelinedDevice, StreamingDevice, make_device, simulate
 from backends.wafer.engine import Engine
 from backends.wafer.numerics import LogitsBank, fingerprints
@@ -65,14 +66,56 @@ def test_an_override_is_recorded_with_the_figure_it_replaced() -> None:
 
 @pytest.mark.parametrize("overrides, message", [
     ({"clock": 1}, "unknown wafer spec field 'clock'"),
-    ({"clock_ghz": "fast"}, "expected a number"),
-    ({"grid_x": 10.5}, "whole number"),
-    ({"compute_efficiency": 1.5}, "at most 1"),
-    ({"systems": 0}, "positive"),
+    ({"clock_ghz": "fast"}, "clock_ghz = 'fast': expected a number > 0 and <= 10 GHz"),
+    ({"grid_x": 10.5}, "grid_x = 10.5: expected a whole number"),
+    ({"pipelined_efficiency": 1.5}, r"pipelined_efficiency = 1.5: expected a number > 0 and <= 1"),
+    ({"systems": 0}, r"systems = 0: expected a whole number > 0 and <= 192 systems"),
 ])
 def test_bad_overrides_are_refused(overrides, message) -> None:
     with pytest.raises(BackendError, match=message):
         load_spec("wse2", overrides)
+
+
+BAD_VALUES = ("nan", "inf", -1, 0, 1e300, "fast")
+
+
+@pytest.mark.parametrize("field", FIELDS)
+@pytest.mark.parametrize("value", BAD_VALUES)
+def test_every_spec_field_refuses_bad_values_naming_field_value_and_range(field, value) -> None:
+    declared = FIELDS[field]
+    if value == 0 and not declared.above and declared.low == 0:  # a delay may be 0
+        assert load_spec("wse2", {field: value}).figures[field].value == 0
+        return
+    with pytest.raises(BackendError) as caught:
+        load_spec("wse2", {field: value})
+    message = str(caught.value)
+    assert "\n" not in message
+    assert f"{field} = {value!r}" in message and declared.range_text() in message
+
+
+@pytest.mark.parametrize("field", FIELDS)
+def test_a_spec_file_with_a_bad_number_names_the_field(field, tmp_path: Path) -> None:
+    text = Path(load_spec("wse2").path).read_text()
+    start = text.index(f"[{field}]\nvalue = ") + len(f"[{field}]\nvalue = ")
+    bad = tmp_path / "bad.toml"
+    bad.write_text(text[:start] + "nan" + text[text.index("\n", start):])
+    with pytest.raises(BackendError, match=f"{field} = nan: expected"):
+        load_spec(bad)
+
+
+@pytest.mark.parametrize("value", BAD_VALUES)
+def test_the_cli_answers_a_bad_field_with_one_error_line(value, capsys) -> None:
+    assert cli.main(["plan", "--model", "bert-base", "--set", f"clock_ghz={value}"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("error: ") and "clock_ghz" in err
+
+
+@pytest.mark.parametrize("option", ["seq", "stream_batch", "in_flight", "numerics_batch"])
+@pytest.mark.parametrize("value", BAD_VALUES)
+def test_whole_number_backend_options_refuse_bad_values(option, value) -> None:
+    expected = re.escape(f"{option} = {value!r}: expected a whole number >= 1")
+    with pytest.raises(BackendError, match=expected):
+        get_backend_class("wafer")(wafer(**{option: value}))
 
 
 def test_a_spec_file_must_give_every_field_with_its_provenance(tmp_path: Path) -> None:
@@ -239,18 +282,32 @@ def test_the_zoo_summary_covers_every_family_on_every_preset() -> None:
 # ---- calibration ------------------------------------------------------------------------------
 
 
-def test_the_preset_efficiency_reproduces_the_calibration_anchor() -> None:
-    anchor = calibration_anchor()
-    figure, result = anchor.model()
-    assert figure == pytest.approx(anchor.value, rel=0.001)
-    assert calibrate() == pytest.approx(load_spec("wse2").compute_efficiency, rel=0.001)
-    assert result.mode == "pipelined"
+def test_the_preset_efficiencies_reproduce_the_two_calibration_anchors() -> None:
+    fitted = calibrate()
+    wse2 = load_spec("wse2")
+    for mode, name in CALIBRATIONS.items():
+        figure, result = anchor(name).model()
+        assert figure == pytest.approx(anchor(name).value, rel=0.002)
+        assert result.mode == mode
+        assert fitted[f"{mode}_efficiency"] == pytest.approx(wse2.efficiency(mode), rel=0.002)
 
 
-def test_every_anchor_is_modelled_with_its_ratio() -> None:
+def test_every_check_anchor_is_met_by_its_band_with_at_most_two_calibrations() -> None:
     rows = anchor_table()
-    assert len(rows) == len(ANCHORS) and sum(r["role"] == "calibration" for r in rows) == 1
+    assert len(rows) == len(ANCHORS) and sum(r["role"] == "calibration" for r in rows) == 2
     assert all(r["modelled"] > 0 and math.isfinite(r["ratio"]) for r in rows)
+    for row in rows:
+        band, (low, high) = row["band"], row["published"]
+        assert band["low"] <= row["modelled"] <= band["high"], row["anchor"]
+        met = band["high"] >= low / 1.5 and band["low"] <= high * 1.5
+        assert row["met"] == met and met, row["anchor"]
+
+
+def test_an_anchor_outside_its_band_is_not_met() -> None:
+    a = anchor("bert-large-msl128-train-cs2-r171-tf")
+    assert a.met({"low": 6000, "expected": 7000, "high": 8000})
+    assert not a.met({"low": 9700, "expected": 10000, "high": 11000})  # > 1.5 x 6,400
+    assert not a.met({"low": 3000, "expected": 4000, "high": 4200})
 
 
 # ---- the discrete-event device ----------------------------------------------------------------
@@ -496,7 +553,6 @@ def test_the_harness_wafer_subcommand_plans(tmp_path) -> None:
 
 
 def test_the_harness_wafer_plan_times_the_squad_features_real_lengths(tmp_path, squad_dir):
-    import re
     import subprocess
     import sys
 
@@ -526,8 +582,12 @@ def test_the_plan_sizes_loadgens_test_unless_expect_user_conf(tmp_path) -> None:
     assert backend.preferred_batch_size("Server") is None
     kept = wafer(BackendSettings(device="cpu", options={**timing, "expect": "user.conf"}))
     assert kept.expected_performance(None) is None
-    with pytest.raises(BackendError, match="expect must be plan or user.conf"):
+    with pytest.raises(BackendError, match="expect must be one of plan, low, high, user.conf"):
         wafer(BackendSettings(device="cpu", options={"expect": "maybe"}))
+    low = wafer(BackendSettings(device="cpu", options={**timing, "expect": "low"}))
+    assert low.expected_performance(None)["samples_per_s"] == \
+        pytest.approx(planned.band["low"], rel=1e-6)
+    assert planned.band["low"] < planned.throughput < planned.band["high"]
     null = get_backend_class("null")(BackendSettings(device="cpu"))
     assert null.expected_performance(None) is None and null.preferred_batch_size("Offline") is None
 

@@ -53,7 +53,8 @@ def harness_run(root: Path, squad_dir: Path, scenario: str, conf: str,
     found = list(results.glob(f"*/*/{scenario}/performance/run_1/result.json"))
     assert len(found) == 1, done.stdout
     settings = json.loads((found[0].parent / "settings.json").read_text())
-    return {**json.loads(found[0].read_text()), "backend": settings["backend"]}
+    return {**json.loads(found[0].read_text()), "backend": settings["backend"],
+            "system": found[0].relative_to(results).parts[0], "stderr": done.stderr}
 
 
 TIMING = ("numerics=null", "arch=bert-large")
@@ -67,6 +68,11 @@ def test_offline_samples_per_second_match_the_plan(planned, run_dirs) -> None:
     assert result["samples_per_second"] == pytest.approx(planned.throughput, rel=TOLERANCE)
     assert result["backend"]["plan"]["samples_per_s"] == pytest.approx(planned.throughput)
     assert result["backend"]["mode"] == "pipelined"
+    # the output, the system name and settings.json say the timing is modelled
+    assert "wafer-simulated-wse2-release-auto" in result["system"]
+    assert "MODELLED" in result["stderr"] and "band" in result["stderr"]
+    assert result["backend"]["simulated"]["band_samples_per_s"]["expected"] == \
+        pytest.approx(planned.throughput)
 
 
 def test_single_stream_latencies_match_the_plan(planned, run_dirs) -> None:

@@ -17,8 +17,9 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from backends.base import BackendError
-from backends.wafer.calibration import anchor_table, anchor_text, calibrate, calibration_anchor
+from backends.wafer.calibration import CALIBRATIONS, anchor, anchor_table, anchor_text, calibrate
 from backends.wafer.plan import MODES, PlanOptions, plan
+from backends.wafer.release import RELEASES
 from backends.wafer.shapes import ZOO, ZOO_TABLE, Architecture, from_model
 from backends.wafer.spec import DEFAULT_SPEC, FIELDS, PRECISIONS, PRESETS, load_spec
 
@@ -39,6 +40,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
     p.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE",
                    help=f"override a spec field ({', '.join(FIELDS)})")
     p.add_argument("--mode", choices=MODES, default="auto")
+    p.add_argument("--release", choices=RELEASES, default="auto",
+                   help="modelzoo release whose modes apply: 1.6 (per config: pipelined BERT, "
+                   "RoBERTa, T5...; GPT-3/GPT-J/_ws stream), 1.9 (everything streams); auto: "
+                   "pipelined when the weights fit (default)")
+    p.add_argument("--low-latency", action="store_true",
+                   help="pipelined: one replica on the whole wafer (fastest single sample)")
     p.add_argument("--precision", choices=PRECISIONS, default="fp16")
     p.add_argument("--seq", type=int, default=None,
                    help="padded token count (default: the model's; 384 for SQuAD models)")
@@ -54,8 +61,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
     s = sub.add_parser("spec", help="print a spec with every figure's provenance")
     s.add_argument("spec", nargs="*", default=list(PRESETS))
     s.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE")
-    sub.add_parser("anchors", help="published anchors against the model (the docs' table)")
-    sub.add_parser("calibrate", help="the efficiency that reproduces the calibration anchor")
+    sub.add_parser("anchors", help="published anchors against the modelled band (the docs' "
+                   "table)")
+    sub.add_parser("calibrate", help="the efficiencies that reproduce the two calibration "
+                   "anchors")
     return p
 
 
@@ -72,14 +81,17 @@ def run(args: argparse.Namespace, resolve: Callable[[str], Path] | None = None,
         print(anchor_text(), end="")
         return 0
     if command == "calibrate":
-        anchor = calibration_anchor()
-        print(f"compute_efficiency = {calibrate(anchor):.5f} reproduces {anchor.workload} on "
-              f"{anchor.system}: {anchor.value:,.0f} {anchor.unit} ({anchor.source})")
+        fitted = calibrate()
+        for mode, name in CALIBRATIONS.items():
+            a = anchor(name)
+            print(f"{mode}_efficiency = {fitted[f'{mode}_efficiency']:.5f} reproduces "
+                  f"{a.workload} on {a.system}: {a.value:,.0f} {a.unit} ({a.source})")
         return 0
     overrides = _overrides(args.set)
     specs = args.spec or (list(PRESETS) if args.zoo else [DEFAULT_SPEC])
     if args.zoo:
-        print(zoo_text([load_spec(s, overrides) for s in specs], args.precision), end="")
+        print(zoo_text([load_spec(s, overrides) for s in specs], args.precision,
+                       args.release), end="")
         return 0
     if args.model is None:
         raise BackendError("wafer plan: give --model (a named architecture or a model) or "
@@ -92,7 +104,8 @@ def run(args: argparse.Namespace, resolve: Callable[[str], Path] | None = None,
                                "run it as `python -m harness wafer plan`")
         real = tuple(int(n) for n in lengths())
     options = PlanOptions(args.mode, args.precision, args.seq, args.skip_padding, real,
-                          args.stream_batch, args.training)
+                          args.stream_batch, args.training, args.release,
+                          low_latency=args.low_latency)
     for name in specs:
         result = plan(arch, load_spec(name, overrides), options)
         print(json.dumps(result.to_json(), indent=2) if args.json else result.text())
@@ -120,43 +133,61 @@ def _overrides(pairs: list[str]) -> dict[str, str]:
     return out
 
 
-def zoo_rows(specs, precision: str = "fp16") -> list[dict]:
-    """Every modelzoo family on each spec: fits pipelined?, mode chosen, samples/s."""
+# what a zoo figure is bound by that no published figure supports
+UNSUPPORTED = {"host input workers": "bound by the assumed host input rate (no published "
+                                     "figure)"}
+
+
+def zoo_rows(specs, precision: str = "fp16", release: str = "auto") -> list[dict]:
+    """Every modelzoo family on each spec: fits pipelined?, mode chosen, samples/s, band,
+    J/sample, and a flag when the figure is bound by a term with no published support."""
     rows = []
     for spec in specs:
         for name in ZOO_TABLE:
             arch = ZOO[name]
             try:
-                result = plan(arch, spec, PlanOptions(precision=precision))
+                result = plan(arch, spec, PlanOptions(precision=precision, release=release))
+                flag = next((why for key, why in UNSUPPORTED.items()
+                             if result.bound.startswith(key)), "")
                 row = {"spec": spec.name, "model": name, "params": arch.param_count(),
                        "tokens": result.seq, "fits_pipelined": result.fits_pipelined,
                        "mode": result.mode, "samples_per_s": result.throughput,
-                       "latency_ms": result.latency_s * 1e3, "why": result.reason}
+                       "band": result.band, "joules_per_sample": result.joules_per_sample(),
+                       "latency_ms": result.latency_s * 1e3, "why": result.reason,
+                       "flag": flag}
             except BackendError as exc:
                 row = {"spec": spec.name, "model": name, "params": arch.param_count(),
                        "tokens": arch.seq, "fits_pipelined": False, "mode": "none",
-                       "samples_per_s": 0.0, "latency_ms": float("nan"), "why": str(exc)}
+                       "samples_per_s": 0.0, "band": {}, "joules_per_sample": float("nan"),
+                       "latency_ms": float("nan"), "why": str(exc), "flag": str(exc)}
             rows.append(row)
     return rows
 
 
-def zoo_text(specs, precision: str = "fp16") -> str:
-    lines = [f"forward (inference) samples/s at each family's published size and length, "
-             f"{precision}; mode=auto"]
+def zoo_text(specs, precision: str = "fp16", release: str = "auto") -> str:
+    lines = [f"MODELLED forward (inference) samples/s at each family's published size and "
+             f"length, {precision}; release {release}; band = low-high of the compute rate; "
+             "* = bound by a term with no published support"]
     current = None
-    for row in zoo_rows(specs, precision):
+    for row in zoo_rows(specs, precision, release):
         if row["spec"] != current:
             current = row["spec"]
             lines.append(f"\n{current}: {'model':18s} {'params':>9s} {'tokens':>6s} "
                          f"{'fits pipelined':>14s} {'mode':>9s} {'samples/s':>12s} "
-                         f"{'latency ms':>10s}")
+                         f"{'band':>21s} {'J/sample':>9s} {'latency ms':>10s}")
         params = row["params"]
         size = f"{params / 1e9:.2f}B" if params >= 1e9 else (
             f"{params / 1e6:.1f}M" if params >= 1e6 else f"{params / 1e3:.0f}k")
+        band = row["band"]
+        span = f"{band['low']:,.0f}-{band['high']:,.0f}" if band else "-"
         lines.append(f"{'':{len(current) + 1}s} {row['model']:18s} {size:>9s} "
                      f"{row['tokens']:6d} {'yes' if row['fits_pipelined'] else 'no':>14s} "
-                     f"{row['mode']:>9s} {row['samples_per_s']:12,.1f} "
-                     f"{row['latency_ms']:10.3f}")
+                     f"{row['mode']:>9s} {row['samples_per_s']:12,.1f} {span:>21s} "
+                     f"{row['joules_per_sample']:9.3g} {row['latency_ms']:10.3f}"
+                     + (" *" if row["flag"] else ""))
+    flagged = sorted({row["flag"] for row in zoo_rows(specs, precision, release)
+                      if row["flag"]})
+    lines.extend(f"* {why}" for why in flagged)
     return "\n".join(lines) + "\n"
 
 

@@ -23,6 +23,7 @@ import os
 import sys
 import tempfile
 import threading
+import time
 import warnings
 from pathlib import Path
 from typing import Any
@@ -162,6 +163,7 @@ def compute(backend: Backend, batch: FeatureBatch, lengths: np.ndarray, rows_per
                        unit="sample", mininterval=1.0, leave=False, file=sys.stderr)
         except ImportError:  # pragma: no cover - tqdm is a harness dependency
             bar = None
+    began = time.perf_counter()
     for first in range(0, len(order), rows_per_call):
         rows = order[first:first + rows_per_call]
         width = max(1, int(lengths[rows].max()))
@@ -172,6 +174,12 @@ def compute(backend: Backend, batch: FeatureBatch, lengths: np.ndarray, rows_per
             starts[row] = np.asarray(start[j, :n], np.float32)
             ends[row] = np.asarray(end[j, :n], np.float32)
         if bar is not None:
+            if first == 0:  # say up front how long the answers will take
+                spent = time.perf_counter() - began
+                print(f"note: wafer numerics: computing the answers of {len(order):,} samples "
+                      f"with {backend.name} before LoadGen's timed phase: about "
+                      f"{spent / len(rows) * len(order):,.0f} s (cached for the next run)",
+                      file=sys.stderr, flush=True)
             bar.update(len(rows))
     if bar is not None:
         bar.close()

@@ -1,4 +1,4 @@
-"""The performance model: layer pipelined or weight streaming, chosen or forced.
+"""The performance model: layer pipelined or weight streaming, by release, size or force.
 
 **Layer pipelined.** Each stage (a layer) gets its own region of cores and keeps its weights
 in SRAM; samples stream through, one per stage at a time. A stage needs at least the cores
@@ -6,22 +6,22 @@ whose usable SRAM holds its weights and one sample's activations; beyond that, c
 stages in proportion to their work (water-filling: the slowest stage is made as fast as the
 cores allow), and a stage is not split finer than ``min_params_per_core`` weights per core.
 A model that needs fewer cores than the wafer at that granularity is replicated. A stage
-takes ``max(FLOPs / (cores x achieved FLOP/s per core), activations out / fabric bandwidth
-across a region boundary)``; host I/O is one more stage (each replica's share of the
-system's bandwidth). Throughput = replicas x systems / the slowest stage (compute or I/O);
-latency = the host transfer overhead each way + the sum of the stage times (pipeline fill)
-+ the hops across the replica.
+takes ``max(FLOPs / (cores x peak x pipelined_efficiency), activations out / fabric
+bandwidth across a region boundary)``; host I/O is one more stage. Throughput = replicas /
+the slowest stage, capped by the line rate and the host input workers; latency = the host
+transfer overhead each way + the pipeline fill (an upper bound; rows streamed between
+stages give the lower bound) + the hops across the replica.
 
 **Weight streaming.** Weights stream in from MemoryX one layer at a time, each layer using
-the whole wafer: a layer takes ``max(weight bytes / stream bandwidth, batch FLOPs / achieved
-FLOP/s)``, a batch the sum over layers. The default batch is the smallest that makes every
-layer compute-bound (it amortises the stream), capped by the activations SRAM holds.
-Throughput = systems x batch / batch time (or the host I/O bound); latency at batch 1.
+the whole wafer: a layer takes ``max(weight bytes / stream bandwidth + SwarmX levels x
+transfer overhead, batch FLOPs / (peak x streaming_efficiency))``, a batch the sum over
+layers. The default batch is the smallest that makes every layer compute-bound, capped by
+the activations SRAM holds. Throughput = systems x batch / batch time (or a host bound);
+latency of a sample alone and of one in a full batch.
 
-``mode=auto`` picks pipelined when the model has at most ``pipeline_param_limit`` parameters
-and one replica fits in SRAM; else streaming. Training (the calibration anchors) counts 3x
-the forward FLOPs, 16 bytes of SRAM per parameter (fp16 weights and gradients, fp32 master
-weights and two Adam moments) and streams gradients back as well as weights in.
+Each plan carries a **band**: the same mode at the compute rate x ``band_low`` and x
+``band_high``. Training counts ``training_flop_factor`` x the forward FLOPs, 16 bytes of
+SRAM per parameter and streams gradients back. Mode choice: :mod:`backends.wafer.release`.
 """
 
 from __future__ import annotations
@@ -33,11 +33,26 @@ from typing import Any
 import numpy as np
 
 from backends.base import BackendError
-from backends.wafer.shapes import Architecture, LayerCost, layer_costs
-from backends.wafer.spec import BYTES_PER_VALUE, PRECISIONS, WaferSpec
+from backends.wafer.layout import (
+    StagePlan,
+    finish_pipelined,
+    finish_streaming,
+    pipelined_layout,
+    resident_streams,
+)
+from backends.wafer.release import RELEASES, choose_mode
+from backends.wafer.report import plan_text
+from backends.wafer.shapes import Architecture, layer_costs
+from backends.wafer.spec import (
+    BYTES_PER_VALUE,
+    PRECISIONS,
+    WHOLE_OPTIONS,
+    WaferSpec,
+    check_value,
+)
 
 MODES = ("auto", "pipelined", "streaming")
-TRAINING_FLOP_FACTOR = 3.0  # forward + backward (two products per forward one)
+BANDS = ("low", "expected", "high")
 TRAINING_BYTES_PER_PARAM = 16.0  # fp16 weight and gradient, fp32 master, two fp32 moments
 
 
@@ -53,33 +68,26 @@ class PlanOptions:
     lengths: tuple[int, ...] | None = None
     stream_batch: int | None = None
     training: bool = False
+    release: str = "auto"
+    band: str = "expected"  # which end of the band this plan is (low, expected, high)
+    low_latency: bool = False  # pipelined: one replica on the whole wafer
+    wafers: int = 1  # pipelined: one pipeline across this many systems (weights resident)
 
     def __post_init__(self) -> None:
+        if self.release not in RELEASES:
+            raise BackendError(f"unknown modelzoo release {self.release!r}; choose one of "
+                               f"{', '.join(RELEASES)}")
+        if self.band not in BANDS:
+            raise BackendError(f"unknown band {self.band!r}; choose one of {', '.join(BANDS)}")
         if self.mode not in MODES:
             raise BackendError(f"unknown wafer mode {self.mode!r}; choose one of "
                                f"{', '.join(MODES)}")
         if self.precision not in PRECISIONS:
             raise BackendError(f"unknown precision {self.precision!r}; choose one of "
                                f"{', '.join(PRECISIONS)}")
-        if self.seq is not None and self.seq < 1:
-            raise BackendError(f"seq must be at least 1 token, got {self.seq}")
-        if self.stream_batch is not None and self.stream_batch < 1:
-            raise BackendError(f"stream_batch must be at least 1, got {self.stream_batch}")
-
-
-@dataclasses.dataclass(frozen=True)
-class StagePlan:
-    """One row of a plan. Pipelined: ``cores`` of one replica; streaming: the layer's share
-    of the batch time (the whole wafer runs each layer). ``time_s``: per sample (pipelined)
-    or per batch (streaming), at the padded length."""
-
-    name: str
-    flops: float
-    params: float
-    cores: float
-    time_s: float
-    sram_per_core: float  # bytes of SRAM this stage occupies on each of its cores
-    limit: str  # what sets its time: compute, fabric, stream, memory
+        for name in ("seq", "stream_batch", "wafers"):
+            if getattr(self, name) is not None:
+                check_value(name, getattr(self, name), WHOLE_OPTIONS[name], "wafer plan")
 
 
 @dataclasses.dataclass
@@ -103,6 +111,12 @@ class Plan:
     stream_batch: int = 1
     io_s: float = 0.0  # host I/O stage per sample (each replica's share when pipelined)
     delay_s: float = 0.0  # pure delays: transfer overhead each way and fabric hops
+    # pipelined: latency if rows stream between stages (a lower bound; latency_s, where each
+    # sample finishes a stage before entering the next, is the upper bound); streaming: a
+    # sample's latency in a full batch of stream_batch (latency_s: a sample alone)
+    latency_alt_s: float = 0.0
+    low_latency_s: float = 0.0  # pipelined: one replica on the whole wafer, a sample alone
+    band: dict = dataclasses.field(default_factory=dict)  # low/expected/high: samples/s
     seq: int = 0
     # per token count 1..seq (row 0 unused; NaN until needed): FLOPs and activations out
     # per stage, host I/O bytes per sample
@@ -115,7 +129,9 @@ class Plan:
     # -- what the device model uses ------------------------------------------------------
     @property
     def core_flops(self) -> float:
-        return self.spec.core_flops(self.options.precision)
+        """Achieved FLOP/s of one core in this plan's mode, at this plan's end of the band."""
+        return self.spec.core_flops(self.options.precision, self.mode) * \
+            band_factor(self.spec, self.options.band)
 
     @property
     def wafer_flops(self) -> float:
@@ -131,7 +147,7 @@ class Plan:
 
     def _fill(self, tokens: int) -> None:
         at = layer_costs(self.arch, tokens, BYTES_PER_VALUE[self.options.precision])
-        factor = TRAINING_FLOP_FACTOR if self.options.training else 1.0
+        factor = self.spec.training_flop_factor if self.options.training else 1.0
         self._flops[tokens] = [c.flops * factor for c in at]
         self._out_bytes[tokens] = [c.out_bytes for c in at]
         self._io_bytes[tokens] = sum(self.arch.io_bytes(tokens))
@@ -161,18 +177,38 @@ class Plan:
         return float(np.maximum(self._stream_s, flops / self.wafer_flops).sum())
 
     # -- reporting -------------------------------------------------------------------------
+    @property
+    def weight_bytes(self) -> float:
+        """Bytes of the model's weights at the plan's precision (sent once at start-up)."""
+        return self.arch.param_count() * BYTES_PER_VALUE[self.options.precision]
+
+    def joules_per_sample(self, samples_per_s: float | None = None) -> float:
+        """Energy per sample (J) from the systems' published power at ``samples_per_s``
+        (default: the plan's throughput)."""
+        rate = self.throughput if samples_per_s is None else samples_per_s
+        return self.spec.system_power_kw * 1e3 * self.spec.systems / rate
+
     def summary(self) -> dict[str, Any]:
+        factor = self.spec.training_flop_factor if self.options.training else 1.0
         return {
+            "modelled": True, "spec": self.spec.name, "release": self.options.release,
             "mode": self.mode, "reason": self.reason,
             "fits_pipelined": self.fits_pipelined, "fit": self.fit_note,
-            "samples_per_s": self.throughput, "latency_ms": self.latency_s * 1e3,
-            "latency_p90_ms": self.latency_p90_s * 1e3, "bound": self.bound,
+            "samples_per_s": self.throughput, "band_samples_per_s": dict(self.band),
+            "joules_per_sample": self.joules_per_sample(),
+            "latency_ms": self.latency_s * 1e3, "latency_p90_ms": self.latency_p90_s * 1e3,
+            "latency_meaning": LATENCY_MEANING[self.mode],
+            ("latency_rows_streamed_ms" if self.mode == "pipelined" else
+             "latency_in_full_batch_ms"): self.latency_alt_s * 1e3,
+            "low_latency_ms": self.low_latency_s * 1e3 if self.low_latency_s else None,
+            "bound": self.bound, "efficiency": self.spec.efficiency(self.mode),
             "replicas_per_system": self.replicas, "systems": self.spec.systems,
             "stream_batch": self.stream_batch if self.mode == "streaming" else None,
             "precision": self.options.precision, "tokens": self.seq,
             "skip_padding": self.options.skip_padding, "training": self.options.training,
-            "forward_gflop_per_sample": sum(s.flops for s in self.stages) / 1e9
-            / (TRAINING_FLOP_FACTOR if self.options.training else 1.0),
+            "forward_gflop_per_sample": sum(s.flops for s in self.stages) / 1e9 / factor,
+            "startup_s": self.spec.startup_s(self.weight_bytes),
+            "startup_uncached_s": self.spec.startup_s(self.weight_bytes, cached=False)["total"],
         }
 
     def to_json(self) -> dict[str, Any]:
@@ -183,44 +219,40 @@ class Plan:
 
     def text(self) -> str:
         """The plan as a table: per stage the cores (or wafer share), time and SRAM used."""
-        o = self.options
-        lines = [self.arch.summary(),
-                 f"spec {self.spec.name}: {self.spec.title}, {self.spec.cores:,} cores x "
-                 f"{self.spec.systems} system(s), {o.precision}, "
-                 + (f"real lengths (mean {np.mean(o.lengths):.1f} of {self.seq} tokens)"
-                    if o.skip_padding and o.lengths else f"{self.seq} tokens")
-                 + (", training (3x forward FLOPs)" if o.training else ""),
-                 f"mode: {self.mode} -- {self.reason}"]
-        if self.mode == "pipelined":
-            lines.append(f"{'stage':22s} {'cores':>9s} {'us/sample':>10s} "
-                         f"{'SRAM KB/core':>12s} {'GFLOP':>9s} {'params':>12s}  limit")
-            for s in self.stages:
-                lines.append(f"{s.name:22s} {s.cores:9,.0f} {s.time_s * 1e6:10.2f} "
-                             f"{s.sram_per_core / 1024:12.2f} {s.flops / 1e9:9.3f} "
-                             f"{s.params:12,.0f}  {s.limit}")
-            used = sum(s.cores for s in self.stages) * self.replicas
-            lines.append(f"{self.replicas} replica(s) per system, {used:,.0f} of "
-                         f"{self.spec.cores:,} cores; host I/O {self.io_s * 1e6:.2f} "
-                         "us/sample per replica")
-        else:
-            lines.append(f"{'layer':22s} {'wafer %':>9s} {'us/batch':>10s} "
-                         f"{'SRAM KB/core':>12s} {'GFLOP':>9s} {'params':>12s}  limit")
-            for s in self.stages:
-                lines.append(f"{s.name:22s} {s.cores * 100:9.1f} {s.time_s * 1e6:10.2f} "
-                             f"{s.sram_per_core / 1024:12.3f} {s.flops / 1e9:9.3f} "
-                             f"{s.params:12,.0f}  {s.limit}")
-            lines.append(f"batch {self.stream_batch}; host I/O {self.io_s * 1e6:.2f} us/sample")
-        lines.append(f"throughput {self.throughput:,.1f} samples/s ({self.bound}); latency "
-                     f"{self.latency_s * 1e3:.3f} ms"
-                     + (f" (p90 {self.latency_p90_s * 1e3:.3f} ms)" if o.skip_padding else "")
-                     + f", of which host transfer overhead {self.delay_s * 1e3:.3f} ms")
-        if not self.fits_pipelined:
-            lines.append(f"pipelined does not fit: {self.fit_note}")
-        return "\n".join(lines) + "\n"
+        return plan_text(self)
+
+
+LATENCY_MEANING = {
+    "pipelined": "upper bound: each sample finishes a stage before entering the next "
+                 "(latency_rows_streamed_ms: rows stream between stages, a lower bound)",
+    "streaming": "a sample alone (batch 1); latency_in_full_batch_ms: one of a full batch",
+}
+
+
+def band_factor(spec: WaferSpec, band: str) -> float:
+    """The compute rate's multiplier at one end of the spec's band (1 when expected)."""
+    return {"low": spec.band_low, "high": spec.band_high}.get(band, 1.0)
 
 
 def plan(arch: Architecture, spec: WaferSpec, options: PlanOptions = PlanOptions()) -> Plan:
-    """Plan ``arch`` on ``spec``: mode (auto, or forced), stages, throughput and latency."""
+    """Plan ``arch`` on ``spec``: mode (auto, by release, or forced), stages, throughput,
+    latency; with the band (the same mode at the low and high compute rates)."""
+    result = _plan(arch, spec, options)
+    result.band = {"expected": result.throughput}
+    if options.band == "expected":
+        for end in ("low", "high"):
+            other = _plan(arch, spec, dataclasses.replace(options, mode=result.mode,
+                                                          band=end))
+            result.band[end] = other.throughput
+        result.band = {end: result.band[end] for end in BANDS}
+    return result
+
+
+def _plan(arch: Architecture, spec: WaferSpec, options: PlanOptions) -> Plan:
+    if options.wafers > 1:  # one pipeline over several wafers: their rows side by side
+        spec = spec.with_overrides({"grid_y": spec.grid_y * options.wafers})
+    if arch.decode_context and not arch.decode_streams and options.mode != "streaming":
+        arch = resident_streams(arch, spec, BYTES_PER_VALUE[options.precision])
     seq = int(options.seq or arch.seq)
     if arch.family not in ("transformer", "generic") or arch.decode_context:
         seq = int(arch.seq)  # no token axis to pad or skip
@@ -234,163 +266,25 @@ def plan(arch: Architecture, spec: WaferSpec, options: PlanOptions = PlanOptions
     lengths = np.asarray(options.lengths if options.skip_padding and options.lengths
                          else [seq], np.int64).clip(1, seq)
     param_bytes = TRAINING_BYTES_PER_PARAM if options.training else vb
-    fits, fit_note, pipe = _pipelined(costs, result._flops[seq], param_bytes, spec,
-                                      options.precision)
-    params = arch.param_count()
-    limit = spec.pipeline_param_limit
-    if options.mode == "auto":
-        if params > limit:
-            mode, reason = "streaming", (f"{params / 1e9:.2f}B parameters exceed the ~"
-                                         f"{limit / 1e9:g}B layer-pipelined limit (published)")
-        elif not fits:
-            mode, reason = "streaming", f"does not fit in SRAM layer pipelined: {fit_note}"
-        else:
-            mode, reason = "pipelined", (f"{params / 1e6:,.1f}M parameters (limit "
-                                         f"{limit / 1e9:g}B) and {fit_note}")
-    elif options.mode == "pipelined":
-        if not fits:
-            raise BackendError(f"{arch.name} cannot run layer pipelined on {spec.name}: "
-                               f"{fit_note}; use mode=auto or mode=streaming")
-        mode, reason = "pipelined", f"forced (mode=pipelined); {fit_note}"
-    else:
-        mode, reason = "streaming", "forced (mode=streaming)"
+    pipe_flops = spec.core_flops(options.precision, "pipelined") * band_factor(spec, options.band)
+    fits, fit_note, pipe = pipelined_layout(costs, result._flops[seq], param_bytes, spec,
+                                      pipe_flops, options.low_latency)
+    mode, reason = choose_mode(arch, spec, options, fits, fit_note)
+    if arch.decode_context:
+        reason += (f"; KV caches of {arch.decode_streams or arch.layers + 2} streams "
+                   f"({arch.decode_context} tokens each) resident")
     result.mode, result.reason, result.fits_pipelined, result.fit_note = \
         mode, reason, fits, fit_note
-    result._stream_s = np.array([c.params * vb * (2 if options.training else 1)
-                                 for c in costs]) / spec.stream_bytes_per_s
-    result.delay_s = 2 * spec.host_transfer_overhead_us * 1e-6
+    # per layer: weights in (and gradients out when training) on each system's MemoryX
+    # link, plus, across several systems, one SwarmX transfer per tree level each way
+    levels = math.ceil(math.log2(spec.systems)) if spec.systems > 1 else 0
+    ways = 2 if options.training else 1
+    result._stream_s = (np.array([c.params * vb * ways for c in costs]) / spec.stream_bytes_per_s
+                        + levels * ways * spec.host_transfer_overhead_us * 1e-6)
+    # a transfer in and one out; across wafers, one out of and one into each next wafer
+    result.delay_s = 2 * options.wafers * spec.host_transfer_overhead_us * 1e-6
     if mode == "pipelined":
-        _finish_pipelined(result, costs, pipe, lengths)
+        finish_pipelined(result, costs, pipe, lengths)
     else:
-        _finish_streaming(result, costs, lengths, vb)
+        finish_streaming(result, costs, lengths, vb)
     return result
-
-
-def _pipelined(costs: list[LayerCost], flops: np.ndarray, param_bytes: float,
-               spec: WaferSpec, precision: str):
-    """Cores per stage of one replica and the replica count, or why one does not fit."""
-    per_core = spec.sram_bytes_per_core
-    need = np.array([c.params * param_bytes + c.act_bytes for c in costs])
-    minimum = np.maximum(1, np.ceil(need / per_core))
-    split = np.ceil(np.array([max(c.params, 1.0) for c in costs]) / spec.min_params_per_core)
-    cap = np.where(flops > 0, np.maximum(minimum, split), minimum)
-    total = spec.cores
-    note = (f"{need.sum() / 1e9:.2f} GB of SRAM for weights and activations, "
-            f"{total * per_core / 1e9:.2f} GB usable")
-    if minimum.sum() > total:
-        return False, note, None
-    if not costs:  # nothing on the wafer but host I/O
-        return True, note, (minimum, need, 1, minimum, cap)
-    f = spec.core_flops(precision)
-    busy = flops > 0
-
-    def allocate(replicas: int) -> np.ndarray:
-        """Water-filling: the smallest slowest-stage time this replica's cores allow."""
-        budget = total // replicas
-        if not busy.any():
-            return minimum
-
-        def cores_at(t: float) -> np.ndarray:
-            return np.clip(np.ceil(flops / (f * t)), minimum, cap)
-
-        lo = flops.sum() / (f * budget) * 0.5
-        hi = float((flops[busy] / (f * minimum[busy])).max()) * 2.0
-        while hi / lo > 1 + 1e-9:
-            mid = math.sqrt(lo * hi)
-            if cores_at(mid).sum() <= budget:
-                hi = mid
-            else:
-                lo = mid
-        return cores_at(hi)
-
-    # As many whole replicas as fit at the split limit, or one more (each then a little
-    # short of it): whichever gives the higher throughput.
-    best = None
-    fewest = max(1, int(total // cap.sum()))
-    for replicas in (fewest, fewest + 1):
-        if replicas * minimum.sum() > total:
-            continue
-        cores = allocate(replicas)
-        slowest = float((flops / (f * cores)).max()) if busy.any() else 1.0
-        if best is None or replicas / slowest > best[0] * (1 + 1e-9):
-            best = (replicas / slowest, replicas, cores)
-    _, replicas, cores = best
-    return True, note, (cores, need, replicas, minimum, cap)
-
-
-def _finish_pipelined(result: Plan, costs: list[LayerCost], pipe, lengths: np.ndarray) -> None:
-    spec, seq = result.spec, result.seq
-    cores, need, replicas, minimum, cap = pipe
-    result.replicas = replicas
-    result._cores = cores
-    times = result.stage_times(seq)
-    stages = []
-    for i, c in enumerate(costs):
-        flops = result._flops[seq][i]
-        compute = flops / (cores[i] * result.core_flops)
-        fabric = result._out_bytes[seq][i] / spec.fabric_bytes_per_s
-        limit = "compute" if compute >= fabric else "fabric"
-        if flops == 0:
-            limit = "memory"
-        elif cores[i] >= cap[i] > minimum[i]:
-            limit += " (split limit)"
-        elif cores[i] <= minimum[i]:
-            limit += " (SRAM minimum)"
-        stages.append(StagePlan(c.name, float(flops), c.params, float(cores[i]),
-                                float(times[i + 1]), float(need[i] / cores[i]), limit))
-    result.stages = stages
-    result.delay_s += cores.sum() / spec.grid_y * spec.hop_s  # the columns a sample crosses
-    result.io_s = float(times[0])
-    per_sample = result.stage_times(lengths)  # [samples, 1 + stages]
-    mean = per_sample.mean(axis=0)
-    slowest = int(np.argmax(mean))
-    result.throughput = replicas * spec.systems / float(mean[slowest])
-    result.bound = ("host I/O" if slowest == 0 else
-                    f"slowest stage {stages[slowest - 1].name}: {stages[slowest - 1].limit}")
-    fill = per_sample.sum(axis=1) + result.delay_s
-    result.latency_s = float(np.percentile(fill, 50))
-    result.latency_p90_s = float(np.percentile(fill, 90))
-
-
-def _finish_streaming(result: Plan, costs: list[LayerCost], lengths: np.ndarray,
-                      vb: float) -> None:
-    spec, seq = result.spec, result.seq
-    stream = result._stream_s
-    per_sample = result._flops[seq] / result.wafer_flops
-    busy = per_sample > 0
-    sram = spec.cores * spec.sram_bytes_per_core
-    weights = np.array([c.params * vb for c in costs])
-    acts = max(c.act_bytes for c in costs)
-    room = sram - 2 * weights.max()  # a layer's weights double-buffered while it streams
-    most = int(room // acts) if acts > 0 else 1 << 20
-    if most < 1:
-        raise BackendError(f"{result.arch.name} cannot run on {spec.name} in either mode: one "
-                           f"sample's activations ({acts / 1e9:.2f} GB) and a layer's weights "
-                           f"do not fit in {sram / 1e9:.2f} GB of usable SRAM")
-    amortise = int(np.ceil((stream[busy] / per_sample[busy]).max())) if busy.any() else 1
-    batch = result.options.stream_batch or max(1, min(amortise, most))
-    result.stream_batch = batch
-    total = result.batch_time(np.full(batch, seq))
-    rows = []
-    for i, c in enumerate(costs):
-        compute = batch * per_sample[i]
-        t = max(stream[i], compute)
-        rows.append(StagePlan(c.name, float(result._flops[seq][i]), c.params,
-                              t / total if total else 0.0, t,
-                              (2 * weights[i] + batch * c.act_bytes) / spec.cores,
-                              "stream" if stream[i] > compute else "compute"))
-    result.stages = rows
-    result.io_s = float(np.mean(result.io_time(lengths)))
-    if len(lengths) > 1:  # skip_padding: a batch of the mean work
-        flops = result._flops[lengths].mean(axis=0) * batch
-        total = float(np.maximum(stream, flops / result.wafer_flops).sum())
-    compute_rate = batch / total * spec.systems
-    io_rate = 1.0 / result.io_s
-    result.throughput = min(compute_rate, io_rate)
-    streamed = sum(1 for r in rows if r.limit == "stream")
-    result.bound = ("host I/O" if io_rate < compute_rate else
-                    f"batch of {batch}: {streamed} of {len(rows)} layers stream-bound")
-    alone = {int(s): result.batch_time(np.array([s])) for s in np.unique(lengths)}
-    fill = np.array([alone[int(s)] for s in lengths]) + result.io_time(lengths) + result.delay_s
-    result.latency_s = float(np.percentile(fill, 50))
-    result.latency_p90_s = float(np.percentile(fill, 90))

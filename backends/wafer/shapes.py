@@ -73,6 +73,7 @@ class Architecture:
     target_seq: int = 0  # encoder-decoder: the target length
     masked_tokens: int = 0  # MLM head positions per sample
     decode_context: int = 0  # > 0: one generated token attending to this many
+    decode_streams: int = 0  # decode: streams whose KV caches are resident (0: one a stage)
     widths: tuple[int, ...] = ()  # mlp: input, hidden..., output
     unet_encoder: tuple[int, ...] = ()
     unet_decoder: tuple[int, ...] = ()
@@ -159,10 +160,11 @@ def layer_costs(arch: Architecture, seq: int | None = None,
 
 
 def _attention_layer(arch: Architecture, name: str, tokens: int, keys: int, vb: float,
-                     cross: int = 0, new_kv: int | None = None) -> LayerCost:
+                     cross: int = 0, new_kv: int | None = None,
+                     caches: int = 1) -> LayerCost:
     """One transformer layer: self-attention over ``keys`` positions (``new_kv`` of them
-    projected now; the rest a cache), cross-attention over ``cross`` encoder positions when
-    given, and the FFN, for ``tokens`` query positions."""
+    projected now; the rest a cache, held for ``caches`` streams), cross-attention over
+    ``cross`` encoder positions when given, and the FFN, for ``tokens`` query positions."""
     h, f, heads = arch.hidden, arch.ffn, arch.heads
     a, akv = arch.attn_width, arch.kv_width
     projected = tokens if new_kv is None else new_kv
@@ -170,7 +172,7 @@ def _attention_layer(arch: Architecture, name: str, tokens: int, keys: int, vb: 
     flops = 2.0 * tokens * h * a + 2.0 * 2 * projected * h * akv + 2.0 * tokens * a * h
     flops += 2.0 * 2 * tokens * k * a  # scores and the weighted sum of values
     params = h * a + a + 2 * (h * akv + akv) + a * h + h
-    acts = tokens * h + tokens * a + 2 * keys * akv + heads * tokens * k + tokens * h
+    acts = tokens * h + tokens * a + 2 * keys * akv * caches + heads * tokens * k + tokens * h
     if arch.linformer_k:
         flops += 2.0 * 2 * arch.linformer_k * keys * akv  # E and F project keys and values
         params += 2 * arch.positions * arch.linformer_k
@@ -193,9 +195,13 @@ def _transformer(arch: Architecture, tokens: int, vb: float) -> list[LayerCost]:
     embed_params = (v + arch.positions + arch.type_vocab) * h + 2 * h
     costs = [LayerCost("embeddings", 0.0, embed_params, 2 * step * h * vb, step * h * vb)]
     encoder = "decoder" if arch.causal else "encoder"
+    # decode: a stream has one token in flight, so a full pipeline serves one stream per
+    # stage (embeddings, layers, head), and every layer holds all their KV caches
+    streams = arch.decode_streams or arch.layers + 2
     for i in range(arch.layers):
         if decode:
-            costs.append(_attention_layer(arch, f"{encoder}.{i}", 1, decode, vb, new_kv=1))
+            costs.append(_attention_layer(arch, f"{encoder}.{i}", 1, decode, vb, new_kv=1,
+                                          caches=streams))
         else:
             costs.append(_attention_layer(arch, f"{encoder}.{i}", tokens, tokens, vb))
     if arch.decoder_layers:
@@ -468,6 +474,9 @@ ZOO: dict[str, Architecture] = {a.name: a for a in (
     Architecture("gptj-6b", source=f"{MZ} params_gptj", layers=28, hidden=4096, heads=16,
                  ffn=16384, vocab=50400, causal=True, tied_embeddings=False, head_bias=True,
                  task_head="lm", seq=2048),
+    Architecture("gptj-6b-summarisation", source=f"{MZ} GPT-J fine-tuning (summarisation, "
+                 "weight streaming)", layers=28, hidden=4096, heads=16, ffn=16384, vocab=50400,
+                 causal=True, tied_embeddings=False, head_bias=True, task_head="lm", seq=2048),
     Architecture("t5-small", source=f"{MZ} t5 small", layers=8, hidden=512, heads=6,
                  head_dim=64, ffn=1024, vocab=32128, decoder_layers=8, task_head="lm",
                  seq=512, target_seq=114),
@@ -506,7 +515,8 @@ ZOO_TABLE = (
     "bert-base-msl128", "bert-base-msl512", "bert-large-msl128", "bert-large-msl512",
     "bert-classifier", "bert-ner", "bert-summarisation", "bert-large-squad", "roberta-base",
     "roberta-large", "gpt2-small", "gpt2-small-ws", "gpt2-medium", "gpt2-large", "gpt3-xl",
-    "gpt3-6.7b", "gpt3-13b", "gpt3-20b", "gptj-6b", "linformer-base", "linformer-large",
+    "gpt3-6.7b", "gpt3-13b", "gpt3-20b", "gptj-6b", "gptj-6b-summarisation",
+    "linformer-base", "linformer-large",
     "t5-small", "t5-base", "transformer-base", "transformer-large", "fc-mnist",
     "fc-mnist-pytorch", "unet-2d",
 )
