@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from pydantic.dataclasses import dataclass as pydantic_dataclass
 
 from backends import load_backend
 from backends.base import Backend, BackendError, BackendSettings, FeatureBatch
@@ -39,9 +40,9 @@ from backends.wafer.spec import (
     PRESETS,
     WHOLE_OPTIONS,
     WaferSpec,
-    check_value,
     load_spec,
 )
+from common.settings import STRICT, Text, Whole, choice, setting
 
 MODEL_VERSION = "wafer-model 1"
 SPEC_PREFIX = "spec."
@@ -55,63 +56,81 @@ EMPTY_NOTE = ("empty answers (numerics=none): timing only, not valid for accurac
               "compliance")
 
 
+ON_OFF = ("on", "off")
+
+
+def _bounded(name: str) -> dict[str, Any]:
+    """The bounds and unit of a whole-number option, from the spec's declarations."""
+    field = WHOLE_OPTIONS[name]
+    bound = {"gt": field.low} if field.above else {"ge": field.low}
+    return {**bound, "le": field.high, "unit": field.unit, "help": field.help}
+
+
+@pydantic_dataclass(frozen=True, config=STRICT)
+class WaferOptions:
+    """``--backend-option``s of the wafer backend (``spec.FIELD=VALUE`` overrides a spec
+    field; ``numerics.KEY=VALUE`` goes to the numerics backend)."""
+
+    spec: Text = setting(DEFAULT_SPEC, help=f"wafer preset ({', '.join(PRESETS)}) or a TOML "
+                         "spec file; override any field with spec.FIELD=VALUE")
+    numerics: Text = setting("onnxruntime", help="backend that computes the answers (none: "
+                             "timing only, empty answers); numerics.KEY=VALUE passes options "
+                             "to it")
+    mode: choice(MODES) = setting(  # type: ignore[valid-type]
+        "auto", choices=MODES, help="execution mode (auto: pipelined when the weights fit, "
+        "else weight streaming)")
+    skip_padding: choice(ON_OFF) = setting(  # type: ignore[valid-type]
+        "off", choices=ON_OFF, help="on: time each sample at its real token count (off: "
+        "padded, as Cerebras runs eval)")
+    precision: choice(PRECISIONS) = setting(  # type: ignore[valid-type]
+        "fp16", choices=PRECISIONS, help="arithmetic timed")
+    arch: Text | None = setting(None, help="time this named architecture (e.g. bert-large) "
+                                "instead of the model's shapes")
+    seq: Whole = setting(384, **_bounded("seq"))
+    stream_batch: Whole | None = setting(None, **_bounded("stream_batch"))
+    cache_dir: Text = setting(str(DEFAULT_CACHE), help="logits cache folder (off: no disk "
+                              "cache)")
+    in_flight: Whole = setting(DEFAULT_IN_FLIGHT, **_bounded("in_flight"))
+    numerics_batch: Whole = setting(8, **_bounded("numerics_batch"))
+    release: choice(RELEASES) = setting(  # type: ignore[valid-type]
+        "auto", choices=RELEASES, help="modelzoo release whose modes apply (auto: pipelined "
+        "when the weights fit; 1.6: per config; 1.9: all stream)")
+    low_latency: choice(ON_OFF) = setting(  # type: ignore[valid-type]
+        "off", choices=ON_OFF, help="on: pipelined with one replica on the whole wafer")
+    expect: choice(tuple(EXPECTS)) = setting(  # type: ignore[valid-type]
+        "plan", choices=tuple(EXPECTS), help="what sizes LoadGen's test: plan (the plan's "
+        "expected Offline samples/s and SingleStream/MultiStream latency, after the "
+        "user.conf's), low or high (the band's end), or user.conf (the user's own figures)")
+
+
 class WaferBackend(Backend):
     """Real answers from a numerics backend, released at modelled wafer times."""
 
     name = "wafer"
-    known_options = {
-        "spec": f"wafer preset ({', '.join(PRESETS)}) or a TOML spec file (default "
-                f"{DEFAULT_SPEC}); override any field with spec.FIELD=VALUE",
-        "numerics": "backend that computes the answers (default onnxruntime; none: timing "
-                    "only, empty answers); numerics.KEY=VALUE passes options to it",
-        "mode": f"execution mode: {', '.join(MODES)} (default auto: pipelined when the "
-                "weights fit, else weight streaming)",
-        "skip_padding": "on: time each sample at its real token count (default off: padded, "
-                        "as Cerebras runs eval)",
-        "precision": f"arithmetic timed: {', '.join(PRECISIONS)} (default fp16)",
-        "arch": "time this named architecture (e.g. bert-large) instead of the model's shapes",
-        "seq": "padded token count timed (default: 384, the SQuAD features' length)",
-        "stream_batch": "most samples per weight-streaming batch (default: the batch that "
-                        "amortises the weight stream)",
-        "cache_dir": f"logits cache folder (default {DEFAULT_CACHE}; off: no disk cache)",
-        "in_flight": f"calls outstanding at once (default {DEFAULT_IN_FLIGHT})",
-        "numerics_batch": "rows per numerics call while staging (default 8)",
-        "release": f"modelzoo release whose modes apply: {', '.join(RELEASES)} (default "
-                   "auto: pipelined when the weights fit; 1.6: per config; 1.9: all stream)",
-        "low_latency": "on: pipelined with one replica on the whole wafer (default off)",
-        "expect": "plan: LoadGen's expected Offline samples/s and SingleStream/MultiStream "
-                  "latency come from the plan's expected figures, after the user.conf's "
-                  "(default); low or high: the band's end; user.conf: the user.conf's stand",
-    }
+    Options = WaferOptions
+    options: WaferOptions
     option_prefixes = (SPEC_PREFIX, NUMERICS_PREFIX)
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        options = self.settings.options
-        self._numerics_name = str(options.get("numerics", "onnxruntime"))
+        options, raw = self.options, self.settings.options
+        self._numerics_name = options.numerics
         if self._numerics_name == self.name:
             raise BackendError("the wafer backend cannot use itself for its numerics")
-        overrides = {k[len(SPEC_PREFIX):]: v for k, v in options.items()
+        overrides = {k[len(SPEC_PREFIX):]: v for k, v in raw.items()
                      if k.startswith(SPEC_PREFIX)}
-        self.spec: WaferSpec = load_spec(options.get("spec", DEFAULT_SPEC), overrides)
-        self._skip_padding = _switch(options.get("skip_padding", "off"), "skip_padding")
+        self.spec: WaferSpec = load_spec(options.spec, overrides)
+        self._skip_padding = options.skip_padding == "on"
         self._options = PlanOptions(
-            mode=str(options.get("mode", "auto")),
-            precision=str(options.get("precision", "fp16")),
-            seq=_whole(options, "seq", 384),
-            skip_padding=self._skip_padding,
-            stream_batch=_whole(options, "stream_batch", None),
-            release=str(options.get("release", "auto")),
-            low_latency=_switch(options.get("low_latency", "off"), "low_latency"),
+            mode=options.mode, precision=options.precision, seq=options.seq,
+            skip_padding=self._skip_padding, stream_batch=options.stream_batch,
+            release=options.release, low_latency=options.low_latency == "on",
         )
-        self._in_flight = _whole(options, "in_flight", DEFAULT_IN_FLIGHT)
-        self._numerics_batch = _whole(options, "numerics_batch", 8)
-        self._expect = str(options.get("expect", "plan"))
-        if self._expect not in EXPECTS:
-            raise BackendError(f"wafer backend: expect must be one of {', '.join(EXPECTS)}, "
-                               f"got {self._expect!r}")
-        cache = options.get("cache_dir", str(DEFAULT_CACHE))
-        self._cache_root = None if str(cache) == "off" else Path(str(cache))
+        self._in_flight = options.in_flight
+        self._numerics_batch = options.numerics_batch
+        self._expect = options.expect
+        cache = options.cache_dir
+        self._cache_root = None if cache == "off" else Path(cache)
         self.arch: Architecture | None = None
         # the last model's shapes and plan: expected_performance() and load() both need them,
         # and reading a single-file ONNX graph's shapes reads the whole file (6 s for BERT-Large)
@@ -364,17 +383,3 @@ def empty_logits(batch: FeatureBatch) -> tuple[np.ndarray, np.ndarray]:
     return np.ascontiguousarray(start), np.ascontiguousarray(end)
 
 
-def _switch(value: Any, name: str) -> bool:
-    text = str(value).lower()
-    if text in ("on", "1", "true", "yes"):
-        return True
-    if text in ("off", "0", "false", "no"):
-        return False
-    raise BackendError(f"wafer backend: {name} must be on or off, got {value!r}")
-
-
-def _whole(options: dict[str, Any], name: str, default: int | None) -> int | None:
-    value = options.get(name, default)
-    if value is None:
-        return None
-    return int(check_value(name, value, WHOLE_OPTIONS[name], "wafer backend"))

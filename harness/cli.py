@@ -22,7 +22,14 @@ from backends import (
     get_backend_class,
 )
 from backends.base import DEVICES
-from common.errors import EXIT_INVALID, EXIT_OK, ConfigError, HarnessError, HarnessWarning
+from common.errors import (
+    EXIT_CHECK_FAILED,
+    EXIT_INVALID,
+    EXIT_OK,
+    ConfigError,
+    HarnessError,
+    HarnessWarning,
+)
 from common.workspace import workspace
 from harness import agreement
 from harness.config import RunConfig, add_arguments, config_from_args, settings_table
@@ -282,8 +289,9 @@ def _cmd_submission(args: argparse.Namespace) -> int:
         if scenario not in SCENARIOS:
             raise ConfigError(f"--scenarios: unknown scenario {scenario!r}; choose from "
                               f"{', '.join(SCENARIOS)}")
+    run = _run_config(args, "performance")
     config = SubmissionConfig(
-        run=_run_config(args, "performance"), out=args.out or workspace().submission,
+        run=run, out=args.out or workspace().submission,
         full_logs=args.full_logs,
         division=args.division, submitter=args.submitter, benchmark=args.benchmark,
         system_type=args.system_type, scenarios=scenarios, implementation=args.implementation,
@@ -300,15 +308,15 @@ def _cmd_submission(args: argparse.Namespace) -> int:
     if outcome.defaulted_fields:
         print("note: system description fields neither the host nor the description file "
               f"gave (set to N/A): {', '.join(outcome.defaulted_fields)}")
-    report = check_submission(outcome.root, outcome.full_logs, args.rules,
-                              squad_rescorer(_data_config(args)))
+    report = check_submission(outcome.root, outcome.full_logs, run.rules,
+                              squad_rescorer(run.data))
     print(report.text(), end="")
-    if not report.ok and args.short:
+    if not report.ok and run.short_run:
         print("note: a short run (--short, SHORT=1) always fails the minimum duration and the "
               "minimum query count (Offline: samples per query) of each performance run; "
               "its compliance runs may then differ in rate as well. Build without --short "
               "(SHORT=0) for a tree that can pass.")
-    return 0 if report.ok else 1
+    return EXIT_OK if report.ok else EXIT_CHECK_FAILED
 
 
 def _check_parser(sub) -> None:

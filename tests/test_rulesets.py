@@ -8,6 +8,7 @@ import pytest
 
 from common.errors import ConfigError
 from harness.cli import build_parser
+from harness.config import RunConfig, config_from_args
 from harness.loadgen import rules
 from harness.loadgen.rulesets import RULESETS, V1_0, V1_1, ruleset
 
@@ -48,6 +49,13 @@ def test_a_v1_1_run_gets_the_v1_1_seeds_and_minimums() -> None:
 def test_each_command_takes_the_round(command: str) -> None:
     extra = ["somewhere"] if command == "check" else []
     args = build_parser().parse_args([command, *extra, "--rules", "v1.1"])
-    assert args.rules == "v1.1"
-    with pytest.raises(SystemExit):
-        build_parser().parse_args([command, *extra, "--rules", "v2.0"])
+    if command == "check":
+        assert args.rules == "v1.1"
+        with pytest.raises(SystemExit):
+            build_parser().parse_args([command, *extra, "--rules", "v2.0"])
+        return
+    assert config_from_args(args, RunConfig).rules == "v1.1"
+    with pytest.raises(ConfigError, match="--rules: got 'v2.0'; expected one of loadgen, "
+                       "v1.0, v1.1"):
+        config_from_args(build_parser().parse_args([command, *extra, "--rules", "v2.0"]),
+                         RunConfig)

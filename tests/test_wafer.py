@@ -113,7 +113,7 @@ def test_the_cli_answers_a_bad_field_with_one_error_line(value, capsys) -> None:
 @pytest.mark.parametrize("option", ["seq", "stream_batch", "in_flight", "numerics_batch"])
 @pytest.mark.parametrize("value", BAD_VALUES)
 def test_whole_number_backend_options_refuse_bad_values(option, value) -> None:
-    expected = re.escape(f"{option} = {value!r}: expected a whole number >= 1")
+    expected = re.escape(f"option {option}: got {value!r}; expected a whole number from 1 to ")
     with pytest.raises(BackendError, match=expected):
         get_backend_class("wafer")(wafer(**{option: value}))
 
@@ -511,9 +511,12 @@ def test_empty_logits_never_make_a_span() -> None:
 
 def test_bad_options_are_refused_before_loading() -> None:
     cls = get_backend_class("wafer")
-    for options, message in (({"mode": "fast"}, "unknown wafer mode"),
-                             ({"precision": "int4"}, "unknown precision"),
-                             ({"skip_padding": "maybe"}, "on or off"),
+    for options, message in (({"mode": "fast"}, "option mode: got 'fast'; expected one of "
+                              "auto, pipelined, streaming"),
+                             ({"precision": "int4"}, "option precision: got 'int4'; expected "
+                              "one of fp16, fp32"),
+                             ({"skip_padding": "maybe"}, "option skip_padding: got 'maybe'; "
+                              "expected one of on, off"),
                              ({"numerics": "wafer"}, "cannot use itself"),
                              ({"in_flight": 0}, "in_flight")):
         with pytest.raises(BackendError, match=message):
@@ -582,7 +585,8 @@ def test_the_plan_sizes_loadgens_test_unless_expect_user_conf(tmp_path) -> None:
     assert backend.preferred_batch_size("Server") is None
     kept = wafer(BackendSettings(device="cpu", options={**timing, "expect": "user.conf"}))
     assert kept.expected_performance(None) is None
-    with pytest.raises(BackendError, match="expect must be one of plan, low, high, user.conf"):
+    with pytest.raises(BackendError, match="option expect: got 'maybe'; expected one of plan, "
+                       "low, high, user.conf"):
         wafer(BackendSettings(device="cpu", options={"expect": "maybe"}))
     low = wafer(BackendSettings(device="cpu", options={**timing, "expect": "low"}))
     assert low.expected_performance(None)["samples_per_s"] == \
