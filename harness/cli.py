@@ -1,5 +1,5 @@
 """Command line: ``python -m harness {run,accuracy,data,model,score,list,agree,sweep,compare,
-compliance,submission,check,wafer}``."""
+compliance,submission,check,wafer,published,report}``."""
 
 from __future__ import annotations
 
@@ -25,6 +25,7 @@ from harness.loadgen import rules as run_rules
 from harness.loadgen.driver import ForcedStop, RunInterrupted
 from harness.loadgen.results import DEFAULT_RESULTS
 from harness.loadgen.settings import SCENARIOS
+from harness.published import cli as published_cli
 from harness.runner import RunConfig, execute
 from models.catalog import CATALOG, DEFAULT_MODEL, DEFAULT_STORE, resolve_model
 from squad.data import DataConfig, prepare_data
@@ -274,16 +275,23 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
 def _compare_parser(sub) -> None:
     text = "the change in every figure between two runs or two sweeps"
     parser = sub.add_parser("compare", help=text, description=text)
-    parser.add_argument("a", type=_cli_path, help="run folder, sweep folder or sweep file")
-    parser.add_argument("b", type=_cli_path, help="the same kind as A")
+    parser.add_argument("a", type=_cli_path, nargs="?",
+                        help="run folder, sweep folder or sweep file")
+    parser.add_argument("b", type=_cli_path, nargs="*",
+                        help="the same kind as A (with --published: more runs)")
     parser.add_argument("--results-dir", type=_cli_path, default=DEFAULT_RESULTS / "sweeps",
                         help="where sweep files' results are (default: %(default)s)")
+    published_cli.add_compare_arguments(parser)
 
 
 def _cmd_compare(args: argparse.Namespace) -> int:
     from harness.sweep.compare import compare
 
-    print(compare(args.a, args.b, args.results_dir), end="")
+    if args.published:
+        return published_cli.cmd_compare(args)
+    if args.a is None or len(args.b) != 1:
+        raise ConfigError("compare takes two runs or sweeps, A B (or --published ROUND RUN...)")
+    print(compare(args.a, args.b[0], args.results_dir), end="")
     return 0
 
 
@@ -448,6 +456,7 @@ def build_parser() -> argparse.ArgumentParser:
     _submission_parser(sub)
     _check_parser(sub)
     _wafer_parser(sub)
+    published_cli.add_parsers(sub)
     sub.add_parser("list", help="list backends and catalog models")
     return parser
 
@@ -567,6 +576,8 @@ def main(argv: list[str] | None = None) -> int:
         "submission": _cmd_submission,
         "check": _cmd_check,
         "wafer": _cmd_wafer,
+        "published": published_cli.cmd_published,
+        "report": published_cli.cmd_report,
     }
     try:
         if args.command != "list":
