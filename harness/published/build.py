@@ -192,10 +192,10 @@ def rows_of(round_name: str, src: Source) -> list[dict[str, str]]:
             "host_processors": _number(desc.get("host_processors_per_node")),
             "framework": (desc.get("framework") or "").strip(),
             "benchmark": benchmark, "scenario": scenario,
-            "metric": f"{float(summary[field]) * scale:.6g}", "unit": unit,
+            "metric": f"{float(summary[field]) * scale:.12g}", "unit": unit,
             "valid": "VALID" if summary.get("Result is") == "VALID" else "INVALID",
             "f1": f"{float(accuracy.group(1)):.3f}" if accuracy else "",
-            "power": "" if power is None else f"{power:.6g}",
+            "power": "" if power is None else f"{power:.2f}",
             "power_unit": "" if power is None else ("J/sample" if scenario == "SingleStream"
                                                     else "W"),
             "source": f"{base}/performance/run_1",

@@ -90,6 +90,9 @@ def caveats(run: RunRecord) -> list[str]:
     notes = []
     if run.backend == "null":
         notes.append("null backend: no model ran, the figure is the harness's overhead")
+    if run.backend == "wafer":
+        notes.append("wafer backend: a simulated wafer-scale engine's timing, not a measured "
+                     "device")
     if run.mlperf_model is not True:
         notes.append(f"model {run.model or '?'} is not MLPerf's BERT-Large"
                      + (" (the demo model: a far smaller network)" if "demo" in run.model

@@ -109,7 +109,7 @@ def read_run(folder: Path, results_dir: Path) -> RunRecord:
     backend_name = _text(_get(config, "backend")
                          or (_get(backend, "backend") if isinstance(backend, dict) else backend))
     metric, unit = None, METRIC.get(scenario, ("", "", 1.0))[1]
-    if scenario in METRIC and mode == "performance":
+    if scenario in METRIC and mode == "performance" and status in ("result", "history"):
         field, unit, scale = METRIC[scenario]
         try:
             text = (folder / "mlperf_log_summary.txt").read_text(encoding="utf-8",

@@ -34,6 +34,11 @@ def _ticks(low: float, high: float, count: int = 5) -> list[float]:
     return [first + i * step for i in range(int((high - first) / step) + 1)]
 
 
+def _number(value: float) -> str:
+    """An axis label: ``120,000``, ``12.5``, ``0.25``."""
+    return f"{value:,.0f}" if abs(value) >= 1000 else f"{value:.4g}"
+
+
 def series_key(run: RunRecord) -> str:
     """Runs of one series share system, backend and model (and sweep)."""
     return " / ".join(x for x in (run.system, run.backend, run.model, run.sweep) if x)
@@ -64,10 +69,10 @@ def time_chart(scenario: str, runs: Sequence[RunRecord], unit: str) -> str:
     for tick in _ticks(0, top):
         parts.append(f'<line x1="{LEFT}" x2="{WIDTH - RIGHT}" y1="{y(tick):.1f}" '
                      f'y2="{y(tick):.1f}" class="grid"/><text x="{LEFT - 6}" '
-                     f'y="{y(tick) + 4:.1f}" text-anchor="end">{tick:,.4g}</text>')
-    for t in (t0, (t0 + t1) / 2, t1):
+                     f'y="{y(tick) + 4:.1f}" text-anchor="end">{_number(tick)}</text>')
+    for t, anchor in ((t0, "start"), ((t0 + t1) / 2, "middle"), (t1, "end")):
         label = time.strftime("%Y-%m-%d %H:%M", time.localtime(t))
-        parts.append(f'<text x="{x(t):.1f}" y="{HEIGHT - 22}" text-anchor="middle">'
+        parts.append(f'<text x="{x(t):.1f}" y="{HEIGHT - 22}" text-anchor="{anchor}">'
                      f"{label}</text>")
     parts.append(f'<text x="{LEFT}" y="{HEIGHT - 4}">{_e(unit)} '
                  f'({"lower" if unit == "ms" else "higher"} is better) over time</text>')
