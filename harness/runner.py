@@ -48,6 +48,7 @@ from harness.loadgen.settings import (
     resolved_user_conf,
 )
 from harness.loadgen.sut import BackendCallTimeout, LoadGenSUT, SUTSettings
+from harness.report.index import rebuild_index
 from harness.system import default_system_name, describe_host
 from models.catalog import DEFAULT_MODEL, DEFAULT_STORE, resolve_model, vocab_for_model
 from squad.data import BERT_VOCAB, SQUAD_DEV, DataConfig, PreparedData, prepare_data
@@ -219,7 +220,9 @@ def execute(config: RunConfig) -> RunOutcome:
                                                 conf_text, test_settings, limits, warmup)
         except BaseException as exc:
             _keep(staged, exc, config)
-        return RunOutcome(_commit(staged), loadgen, accuracy)
+        outcome = RunOutcome(_commit(staged), loadgen, accuracy)
+        rebuild_index(config.results_dir)  # results/index.html; a failure is only a warning
+        return outcome
     finally:
         backend.close()
 

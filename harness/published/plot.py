@@ -12,15 +12,16 @@ from matplotlib.ticker import FuncFormatter
 
 from common.files import atomic_path
 from harness.published.compare import WaferPlan
-from harness.published.table import LOWER_IS_BETTER, Published, ranked
+from harness.published.table import (
+    FAMILY_COLOURS,
+    LOWER_IS_BETTER,
+    RUN_COLOUR,
+    Published,
+    ranked,
+)
 from harness.report.runs import RunRecord
 
 DPI = 110
-FAMILY_COLOURS = {"NVIDIA A100": "#76b900", "NVIDIA A30": "#1f77b4", "NVIDIA A40": "#17becf",
-                  "NVIDIA A10": "#9467bd", "NVIDIA T4": "#8c564b",
-                  "NVIDIA Jetson/Xavier": "#e377c2", "Qualcomm Cloud AI 100": "#ff7f0e",
-                  "CPU": "#7f7f7f", "other": "#bcbd22"}
-RUN_COLOUR = "#d62728"
 PLAN_COLOUR = "#111111"
 ORDER = ("Offline", "Server", "SingleStream", "MultiStream")
 

@@ -31,6 +31,13 @@ _FAMILIES = (("A100", "NVIDIA A100"), ("A30", "NVIDIA A30"), ("A40", "NVIDIA A40
              ("AGX", "NVIDIA Jetson/Xavier"), ("Cloud AI 100", "Qualcomm Cloud AI 100"),
              ("AI100", "Qualcomm Cloud AI 100"))
 
+# Colours of the families in the pictures (the PNG and the results page), and of your runs.
+FAMILY_COLOURS = {"NVIDIA A100": "#76b900", "NVIDIA A30": "#1f77b4", "NVIDIA A40": "#17becf",
+                  "NVIDIA A10": "#9467bd", "NVIDIA T4": "#8c564b",
+                  "NVIDIA Jetson/Xavier": "#e377c2", "Qualcomm Cloud AI 100": "#ff7f0e",
+                  "CPU": "#7f7f7f", "other": "#bcbd22"}
+RUN_COLOUR = "#d62728"
+
 
 @dataclass(frozen=True)
 class Published:

@@ -183,10 +183,20 @@ def write_index(results_dir: Path, round_name: str = "v1.0") -> tuple[Path, int]
     return path, len(runs)
 
 
+def index_root(results_dir: Path) -> Path:
+    """The results tree a run or sweep belongs to: ``results`` for ``results`` itself, for
+    ``results/sweeps`` and for a sweep point's ``results/sweeps/<name>/points/<id>``."""
+    path = Path(results_dir).absolute()
+    if path.parent.name == "points" and path.parents[2].name == "sweeps":
+        return path.parents[3]
+    return path.parent if path.name == "sweeps" else path
+
+
 def rebuild_index(results_dir: Path) -> Path | None:
-    """Rewrite the page after a run or sweep; a failure is a warning, never an error."""
+    """Rewrite the page of the tree ``results_dir`` belongs to (:func:`index_root`) after a
+    run or sweep; a failure is a warning, never an error."""
     try:
-        return write_index(results_dir)[0]
+        return write_index(index_root(results_dir))[0]
     except Exception as exc:  # noqa: BLE001 - a run must never fail for its index page
         warnings.warn(HarnessWarning(f"{Path(results_dir) / INDEX_NAME} not rewritten: {exc}"),
                       stacklevel=2)

@@ -8,8 +8,7 @@ import math
 import time
 from collections.abc import Sequence
 
-from harness.published.plot import FAMILY_COLOURS, RUN_COLOUR
-from harness.published.table import Published
+from harness.published.table import FAMILY_COLOURS, RUN_COLOUR, Published
 from harness.report.runs import RunRecord
 
 SERIES_COLOURS = ("#1f77b4", "#ff7f0e", "#2ca02c", "#9467bd", "#8c564b", "#e377c2",
