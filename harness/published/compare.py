@@ -110,6 +110,15 @@ def caveats(run: RunRecord) -> list[str]:
     return notes
 
 
+def tags(run: RunRecord) -> str:
+    """The caveats in a few words, for labels: ``[short, not BERT-Large, INVALID]``."""
+    words = [word for word, applies in (
+        ("null backend", run.backend == "null"), ("simulated", run.backend == "wafer"),
+        ("not BERT-Large", run.mlperf_model is not True), ("short", run.short is not False),
+        ("INVALID", run.valid is not True)) if applies]
+    return f" [{', '.join(words)}]" if words else ""
+
+
 def place(run: RunRecord, rows: list[Published]) -> Placement:
     """The run among ``rows`` (one scenario's published results)."""
     rows = ranked(r for r in rows if r.scenario == run.scenario)

@@ -11,7 +11,7 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import FuncFormatter
 
 from common.files import atomic_path
-from harness.published.compare import WaferPlan
+from harness.published.compare import WaferPlan, tags
 from harness.published.table import (
     FAMILY_COLOURS,
     LOWER_IS_BETTER,
@@ -24,6 +24,10 @@ from harness.report.runs import RunRecord
 DPI = 110
 PLAN_COLOUR = "#111111"
 ORDER = ("Offline", "Server", "SingleStream", "MultiStream")
+
+
+def _number(value: float) -> str:
+    return f"{value:,.0f}" if value >= 100 else f"{value:.3g}"
 
 
 def published_plot(path: Path, rows: Sequence[Published], runs: Sequence[RunRecord],
@@ -46,18 +50,19 @@ def published_plot(path: Path, rows: Sequence[Published], runs: Sequence[RunReco
                 ax.scatter(xs, ys, s=18, color=FAMILY_COLOURS[family], alpha=0.85,
                            label=None if family in seen else family, zorder=3)
                 seen.add(family)
-        marks = [(run.metric, f"{run.label}{'' if run.valid else ' (INVALID)'}"
-                  f"{' short' if run.short else ''}", RUN_COLOUR, "--")
+        marks = [(run.metric, f"{run.system} {run.model}\n{tags(run).strip()}", RUN_COLOUR,
+                  "--")
                  for run in runs if run.scenario == scenario and run.metric]
         marks += [(plan.metric(scenario), f"wafer plan {plan.label} ({plan.precision})",
                    PLAN_COLOUR, ":") for plan in plans if plan.metric(scenario)]
         for value, label, colour, style in marks:
             ax.axhline(value, color=colour, linestyle=style, linewidth=1.2, zorder=2)
-            ax.annotate(f"{label}: {value:,.3g}", xy=(0.02, value),
-                        xycoords=("axes fraction", "data"), fontsize=7, color=colour,
-                        va="bottom")
+            note = ax.annotate(f"{label}: {_number(value)}", xy=(0.02, value),
+                               xycoords=("axes fraction", "data"), fontsize=7, color=colour,
+                               va="bottom", annotation_clip=False, clip_on=True)
+            note.set_in_layout(False)  # long labels are clipped, never squeeze the panels
         ax.set_yscale("log")
-        ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:,.4g}"))
+        ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _: _number(v)))
         ax.yaxis.set_minor_formatter(FuncFormatter(lambda v, _: ""))
         unit = mine[0].unit if mine else ("ms" if scenario in LOWER_IS_BETTER else "samples/s")
         better = "lower is better" if scenario in LOWER_IS_BETTER else "higher is better"
