@@ -156,3 +156,21 @@ def test_compare_published_prints_the_placement_and_draws_it(null_results: Path,
         and len(bad.stderr.splitlines()) == 1
     two = harness("compare", str(null_results))
     assert two.returncode == 2 and "compare takes two runs" in two.stderr
+
+
+def test_a_damaged_table_or_plan_is_one_error(tmp_path: Path) -> None:
+    from common.errors import ConfigError
+    from harness.published.compare import load_wafer_plan
+
+    damaged = tmp_path / "bert_results.csv"
+    damaged.write_text(table.TABLE_PATH.read_text().replace(",28347.4,", ",n/a,", 1))
+    with pytest.raises(ConfigError, match="not the published table"):
+        table.load(damaged)
+    with pytest.raises(ConfigError, match="cannot read the published table"):
+        table.load(tmp_path / "missing.csv")
+    plan = tmp_path / "plan.json"
+    plan.write_text('[{"samples_per_s": 1}]')
+    with pytest.raises(ConfigError, match="not the JSON of `wafer plan --json`"):
+        load_wafer_plan(plan)
+    with pytest.raises(ConfigError, match="unknown round"):
+        table.select([], round="v0.7")

@@ -114,19 +114,25 @@ def load(path: Path = TABLE_PATH) -> list[Published]:
     except OSError as exc:
         raise ConfigError(f"{path}: cannot read the published table ({exc.strerror or exc}); "
                           "rebuild it with python -m harness.published.build") from None
-    rows = []
-    for r in raw:
-        processors = max(_int(r.get("host_processors", "")), 1)
-        rows.append(Published(
-            round=r["round"], division=r["division"], submitter=r["submitter"],
-            system=r["system"], system_name=r.get("system_name", ""),
-            accelerator=r["accelerator"], accelerators=_int(r["accelerators"]),
-            host_processor=r["host_processor"],
-            host_cores=_int(r["host_cores"]) * processors, framework=r["framework"],
-            benchmark=r["benchmark"], scenario=r["scenario"], metric=float(r["metric"]),
-            unit=r["unit"], f1=_float(r["f1"]), power=_float(r["power"]),
-            power_unit=r["power_unit"], source=r["source"]))
-    return rows
+    try:
+        return [_row(r) for r in raw]
+    except (KeyError, TypeError, ValueError) as exc:
+        raise ConfigError(f"{path}: not the published table ({exc!r}); rebuild it with "
+                          "python -m harness.published.build") from None
+
+
+def _row(r: dict[str, str]) -> Published:
+    """One CSV row as a :class:`Published`."""
+    processors = max(_int(r.get("host_processors", "")), 1)
+    return Published(
+        round=r["round"], division=r["division"], submitter=r["submitter"],
+        system=r["system"], system_name=r.get("system_name", ""),
+        accelerator=r["accelerator"], accelerators=_int(r["accelerators"]),
+        host_processor=r["host_processor"],
+        host_cores=_int(r["host_cores"]) * processors, framework=r["framework"],
+        benchmark=r["benchmark"], scenario=r["scenario"], metric=float(r["metric"]),
+        unit=r["unit"], f1=_float(r["f1"]), power=_float(r["power"]),
+        power_unit=r["power_unit"], source=r["source"])
 
 
 def select(rows: Iterable[Published], *, scenario: str | None = None,

@@ -157,11 +157,12 @@ def render(runs: list[RunRecord], results_dir: Path, round_name: str = "v1.0") -
 <meta name="viewport" content="width=device-width, initial-scale=1">
 <link rel="icon" href="data:,"><style>{_STYLE}</style></head><body>
 <h1>Benchmark results</h1>
-<p class="note">{len(runs)} runs in {_e(results_dir)} (results, history, kept failures and
-sweep points), newest first; written {stamp} by <code>python -m harness report</code>
-(every run and sweep rewrites it). Metric: samples/s in Offline, scheduled samples/s in
-Server, 90th percentile latency (ms) in SingleStream, as MLPerf's checker reads LoadGen's
-summary. Published figures: MLPerf Inference {round_name} bert-99 (mlcommons/inference_results,
+<p class="note">{len(runs)} run{'' if len(runs) == 1 else 's'} in {_e(results_dir)} (results,
+history, kept failures and sweep points), newest first; written {stamp} by
+<code>python -m harness report</code> (every run and sweep rewrites it). Metric:
+samples/s in Offline, scheduled samples/s in Server, 90th percentile latency (ms) in
+SingleStream, as MLPerf's checker reads LoadGen's summary. Published figures: MLPerf
+Inference {round_name} bert-99 (mlcommons/inference_results,
 Apache-2.0).{" Sweeps: " + sweep_links if sweep_links else ""}</p>
 <div class="filters">{_select("scenario", {r.scenario for r in runs})}
 {_select("backend", {r.backend for r in runs})}{_select("model", {r.model for r in runs})}
