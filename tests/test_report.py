@@ -93,8 +93,18 @@ def test_the_page_lists_every_run_with_links_that_resolve(null_results: Path,
 def test_runs_rebuild_the_page_of_their_tree(null_results: Path) -> None:
     page = (null_results / "index.html").read_text()
     assert page.count("<tr data-scenario=") == 5  # the failed run came after the last rebuild
-    assert index_root(null_results / "sweeps" / "x" / "points" / "p3") == null_results
     assert index_root(null_results / "sweeps") == null_results
+
+
+def test_a_sweep_point_rebuilds_the_page_of_its_tree(tmp_path: Path) -> None:
+    for sweeps in (tmp_path / "results" / "sweeps", tmp_path / "elsewhere"):
+        (sweeps / "s1" / "points").mkdir(parents=True)
+        (sweeps / "s1" / "sweep.toml").write_text("name = 's1'\n")
+        point = sweeps / "s1" / "points" / "p3"
+        expected = tmp_path / "results" if sweeps.name == "sweeps" else sweeps
+        assert index_root(point) == expected
+        assert rebuild_index(point) == expected / "index.html"
+        assert not (point / "index.html").exists()
 
 
 def test_a_page_that_cannot_be_written_is_a_warning(tmp_path: Path) -> None:

@@ -186,10 +186,11 @@ def write_index(results_dir: Path, round_name: str = "v1.0") -> tuple[Path, int]
 
 def index_root(results_dir: Path) -> Path:
     """The results tree a run or sweep belongs to: ``results`` for ``results`` itself, for
-    ``results/sweeps`` and for a sweep point's ``results/sweeps/<name>/points/<id>``."""
+    ``results/sweeps`` and for a sweep point's ``results/sweeps/<name>/points/<id>`` (a
+    sweep kept elsewhere: the folder holding the sweep's folder)."""
     path = Path(results_dir).absolute()
-    if path.parent.name == "points" and path.parents[2].name == "sweeps":
-        return path.parents[3]
+    if path.parent.name == "points" and (path.parents[1] / "sweep.toml").is_file():
+        path = path.parents[2]  # the folder of the sweeps (a sweep writes sweep.toml first)
     return path.parent if path.name == "sweeps" else path
 
 
