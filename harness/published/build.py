@@ -100,7 +100,7 @@ class Source:
             self._proc.wait()
 
 
-def _summary(text: str) -> dict[str, str]:
+def parse_summary(text: str) -> dict[str, str]:
     """``key : value`` lines of a LoadGen summary."""
     fields = {}
     for line in text.splitlines():
@@ -166,7 +166,7 @@ def rows_of(round_name: str, src: Source) -> list[dict[str, str]]:
             continue
         division, submitter, system, benchmark, folder = found.groups()
         scenario = SCENARIO_NAMES.get(folder.lower(), folder)
-        summary = _summary(src.read(name) or "")
+        summary = parse_summary(src.read(name) or "")
         field, unit, scale = METRIC[scenario]
         if field not in summary:
             raise HarnessError(f"{name}: no {field!r} line")

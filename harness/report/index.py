@@ -71,7 +71,10 @@ def _href(path: Path, results_dir: Path) -> str:
 
 
 def _metric(run: RunRecord) -> str:
-    return "" if run.metric is None else f"{run.metric:,.4g} {_e(run.unit)}"
+    if run.metric is None:
+        return ""
+    value = f"{run.metric:,.0f}" if run.metric >= 1000 else f"{run.metric:.4g}"
+    return f"{value} {_e(run.unit)}"
 
 
 def _verdict(run: RunRecord) -> str:

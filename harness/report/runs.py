@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from harness.published.build import METRIC, _summary
+from harness.published.build import METRIC, parse_summary
 
 KEPT = (".failed-", ".interrupted-", ".killed-")
 NOTES = {"FAILED.txt": "failed", "INTERRUPTED.txt": "interrupted"}
@@ -114,7 +114,7 @@ def read_run(folder: Path, results_dir: Path) -> RunRecord:
         try:
             text = (folder / "mlperf_log_summary.txt").read_text(encoding="utf-8",
                                                                  errors="replace")
-            metric = float(_summary(text)[field]) * scale
+            metric = float(parse_summary(text)[field]) * scale
         except (OSError, KeyError, ValueError):
             metric = _fallback(result, scenario)
     accuracy = _json(folder / "accuracy.json")
