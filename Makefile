@@ -15,6 +15,8 @@ ARGS        ?=
 SCENARIOS   ?=
 BENCHMARK   ?= bert-99
 SWEEP       ?= sweeps/server-ort.toml
+V10         ?= ../.mirror/mlcommons+inference_results_v1.0/repo
+V11         ?= ../.mirror/mlcommons+inference_results_v1.1/repo
 
 # Values are quoted for the shell: a MODEL or MIRROR path or a SYSTEM name may hold spaces.
 q = '$(subst ','"'"',$(1))'
@@ -25,7 +27,7 @@ RUN_FLAGS = --scenario $(call q,$(SCENARIO)) --backend $(call q,$(BACKEND)) \
 	$(if $(MAX_EXAMPLES),--max-examples $(call q,$(MAX_EXAMPLES))) \
 	$(if $(SYSTEM),--system $(call q,$(SYSTEM))) $(ARGS)
 
-.PHONY: help install data model run accuracy agree sweep compare submission test test-fast lint bench bench-offline bench-backends bench-wafer clean
+.PHONY: help install data model run accuracy agree sweep compare published published-table report submission test test-fast lint bench bench-offline bench-backends bench-wafer clean
 
 help: ## list targets and variables
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
@@ -67,6 +69,15 @@ sweep: install ## run a sweep file's points, table + plots + report: make sweep 
 
 compare: install ## every figure of two runs or sweeps: make compare A=folder B=folder
 	$(PY) -m harness compare $(call q,$(A)) $(call q,$(B))
+
+published: install ## published MLPerf v1.0/v1.1 BERT results: make published ARGS="--scenario Offline"
+	$(PY) -m harness published $(ARGS)
+
+published-table: install ## rebuild harness/published/bert_results.csv from local repos V10=... V11=...
+	$(PY) -m harness.published.build v1.0=$(call q,$(V10)) v1.1=$(call q,$(V11))
+
+report: install ## results/index.html: every run, filters, metric over time, published placement
+	$(PY) -m harness report
 
 submission: install ## MLPerf tree in submission/ (runs what is missing, TEST01/05), then check it (exit 1 on a FAIL)
 	$(PY) -m harness submission --benchmark $(call q,$(BENCHMARK)) --backend $(call q,$(BACKEND)) \

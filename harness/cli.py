@@ -1,5 +1,5 @@
 """Command line: ``python -m harness {run,accuracy,data,model,score,list,agree,sweep,compare,
-compliance,submission,check,wafer,settings}``.
+compliance,submission,check,wafer,settings,published,report}``.
 
 The flags of the commands that run LoadGen are generated from the settings declared in
 :mod:`harness.config`; a bad value is one ``error:`` line naming the flag, exit 2.
@@ -39,6 +39,7 @@ from harness.loadgen.rulesets import DEFAULT as DEFAULT_ROUND
 from harness.loadgen.rulesets import RULESETS
 from harness.loadgen.scenarios import SCENARIOS
 from harness.loadgen.sizing import next_step
+from harness.published import cli as published_cli
 from harness.runner import execute
 from models.catalog import CATALOG, DEFAULT_MODEL, resolve_model
 from squad.data import DataConfig, prepare_data
@@ -207,17 +208,24 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
 def _compare_parser(sub) -> None:
     text = "the change in every figure between two runs or two sweeps"
     parser = sub.add_parser("compare", help=text, description=text)
-    parser.add_argument("a", type=_cli_path, help="run folder, sweep folder or sweep file")
-    parser.add_argument("b", type=_cli_path, help="the same kind as A")
+    parser.add_argument("a", type=_cli_path, nargs="?",
+                        help="run folder, sweep folder or sweep file")
+    parser.add_argument("b", type=_cli_path, nargs="*",
+                        help="the same kind as A (with --published: more runs)")
     parser.add_argument("--results-dir", type=_cli_path, default=None,
                         help="where sweep files' results are (default: results/sweeps in the "
                         "workspace)")
+    published_cli.add_compare_arguments(parser)
 
 
 def _cmd_compare(args: argparse.Namespace) -> int:
     from harness.sweep.compare import compare
 
-    print(compare(args.a, args.b, args.results_dir or workspace().sweeps), end="")
+    if args.published:
+        return published_cli.cmd_compare(args)
+    if args.a is None or len(args.b) != 1:
+        raise ConfigError("compare takes two runs or sweeps, A B (or --published ROUND RUN...)")
+    print(compare(args.a, args.b[0], args.results_dir or workspace().sweeps), end="")
     return 0
 
 
@@ -400,6 +408,7 @@ def build_parser() -> argparse.ArgumentParser:
     _submission_parser(sub)
     _check_parser(sub)
     _wafer_parser(sub)
+    published_cli.add_parsers(sub)
     sub.add_parser("list", help="list backends and catalog models")
     sub.add_parser("settings", help="every run setting: its flag, sweep key, what it accepts "
                    "and what it does")
@@ -512,6 +521,8 @@ def main(argv: list[str] | None = None) -> int:
         "check": _cmd_check,
         "wafer": _cmd_wafer,
         "settings": _cmd_settings,
+        "published": published_cli.cmd_published,
+        "report": published_cli.cmd_report,
     }
     try:
         if args.command not in ("list", "settings"):

@@ -52,6 +52,7 @@ from harness.loadgen.settings import (
 )
 from harness.loadgen.sizing import conf_sets, effective_s_per_sample, size_from_warm_up
 from harness.loadgen.sut import BackendCallTimeout, LoadGenSUT, SUTSettings
+from harness.report.index import rebuild_index
 from harness.system import default_system_name, describe_host
 from models.catalog import resolve_model, vocab_for_model
 from squad.data import BERT_VOCAB, SQUAD_DEV, PreparedData, prepare_data
@@ -173,8 +174,10 @@ def execute(config: RunConfig) -> RunOutcome:
                                                 conf_text, test_settings, limits, warmup)
         except BaseException as exc:
             _keep(staged, exc, config)
-        return RunOutcome(_commit(staged), loadgen, accuracy,
-                          _expectation(test_settings, config.scenario))
+        outcome = RunOutcome(_commit(staged), loadgen, accuracy,
+                             _expectation(test_settings, config.scenario))
+        rebuild_index(config.results_dir)  # results/index.html; a failure is only a warning
+        return outcome
     finally:
         backend.close()
 

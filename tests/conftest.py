@@ -50,3 +50,31 @@ def tiny_onnx(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathF
 
     tiny_hf_dir = request.getfixturevalue("tiny_hf_dir")
     return export_hf_qa_to_onnx(tiny_hf_dir, tmp_path_factory.mktemp("tiny_onnx") / "tiny.onnx")
+
+
+@pytest.fixture(scope="session")
+def null_results(squad_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A results tree of real short runs made by ``python -m harness``: the null backend's
+    Offline twice (the first moves to history/), Server, an accuracy run of 20 questions and a
+    run failing on purpose (kept as ``run_1.failed-*``), and the wafer simulator's
+    SingleStream (timing only) under another system name. Read it, never write into it."""
+    import subprocess
+    import sys
+
+    root = tmp_path_factory.mktemp("null_results") / "results"
+    base = [sys.executable, "-m", "harness", "run", "--short", "--no-progress", "--mirror",
+            str(squad_dir), "--results-dir", str(root)]
+    runs = [["--backend", "null", "--scenario", "Offline"],
+            ["--backend", "null", "--scenario", "Offline"],
+            ["--backend", "null", "--scenario", "Server"],
+            ["--backend", "null", "--scenario", "Offline", "--mode", "accuracy",
+             "--max-examples", "20"],
+            ["--backend", "wafer", "--backend-option", "numerics=none", "--scenario",
+             "SingleStream", "--system", "wafer-box"],
+            ["--backend", "null", "--backend-option", "fail_after=3", "--scenario", "Offline"]]
+    project = Path(__file__).resolve().parents[1]
+    for index, extra in enumerate(runs):
+        done = subprocess.run(base + extra, cwd=project, capture_output=True, text=True,
+                              timeout=300)
+        assert done.returncode == (2 if index == len(runs) - 1 else 0), done.stderr[-2000:]
+    return root

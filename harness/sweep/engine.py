@@ -24,6 +24,7 @@ from typing import Any
 from common.errors import ConfigError
 from common.files import slug, write_text_atomic
 from common.workspace import workspace
+from harness.report.index import rebuild_index
 from harness.sweep import plots
 from harness.sweep.formula import evaluate
 from harness.sweep.launch import (
@@ -493,6 +494,7 @@ def run_sweep(spec: SweepSpec, options: SweepOptions) -> SweepOutcome:
     csv_path, _ = write_tables(sweep.folder, rows, summary)
     report = write_report(sweep.folder / "report.html", summary, rows, images)
     failed = sum(1 for r in rows if r["status"] != "done")
+    rebuild_index(options.results_dir)  # results/index.html; a failure is only a warning
     return SweepOutcome(sweep.folder, rows, headline, failed, report, csv_path, sweep.peaks,
                         seconds, sweep.notes)
 
