@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import difflib
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Annotated, Any
@@ -31,6 +32,7 @@ from common.settings import (
     Text,
     Whole,
     build,
+    check_value,
     choice,
     declared_fields,
     setting,
@@ -235,11 +237,19 @@ def help_text(flagged: Flagged) -> str:
     return text.replace("%%", "%").replace("%", "%%")
 
 
+SETTINGS_FLAG = "--settings"
+
+
 def add_arguments(parser: argparse.ArgumentParser, cls: type = RunConfig,
                   exclude: tuple[str, ...] = (), defaults: dict[str, str] | None = None) -> None:
     """A flag for every flagged field of ``cls`` but those in ``exclude`` (flags). Values stay
     text until :func:`config_from_args` checks them all at once; a flag left out keeps the
     field's default (``defaults``: another default for this command, by flag)."""
+    if cls is RunConfig or issubclass(cls, RunConfig):
+        parser.add_argument(SETTINGS_FLAG, dest="cfg_settings_file", type=Path, default=None,
+                            metavar="TOML", help="settings from a file (keys as in a sweep "
+                            "file's [base], e.g. a tuned.toml from `tune`); flags given on "
+                            "the command line win")
     for flagged in flagged_fields(cls):
         flag, field = flagged.flag, flagged.field
         if flag in exclude:
@@ -308,10 +318,57 @@ def flag_of(cls: type = RunConfig) -> Callable[[str], str]:
 def config_from_args(args: argparse.Namespace, cls: type = RunConfig,
                      **fixed: Any) -> Any:
     """The checked config the command line describes (``fixed``: values the command sets
-    itself, e.g. the mode of ``accuracy``); ConfigError names the flag."""
-    values = config_values(args, cls)
+    itself, e.g. the mode of ``accuracy``; a ``--settings`` file under the flags);
+    ConfigError names the flag, or the file and key."""
+    values: dict[str, Any] = {}
+    settings_file = getattr(args, "cfg_settings_file", None)
+    if settings_file is not None:
+        values = settings_file_values(Path(settings_file), cls)
+    for key, value in config_values(args, cls).items():
+        if isinstance(value, dict) and isinstance(values.get(key), dict):
+            values[key] = {**values[key], **value}
+        else:
+            values[key] = value
     values.update(fixed)
     return build(cls, values, flag_of(cls))
+
+
+def settings_file_values(path: Path, cls: type = RunConfig) -> dict[str, Any]:
+    """The settings a TOML file gives, keyed as a sweep file's ``[base]`` (``batch_size``,
+    ``threads``, ``backend_options = {...}``), each checked by its declaration; nested
+    ``{field: value}`` as :func:`config_values` returns."""
+    import tomllib
+
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{path}: cannot read the settings file ({exc})") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: not valid TOML: {exc}") from None
+    table = data.get("settings", data)  # a [settings] table, or keys at the top
+    if not isinstance(table, dict):
+        raise ConfigError(f"{path}: [settings] must be a table of setting = value")
+    keys = sweep_keys(cls)
+    values: dict[str, Any] = {}
+    for key, value in table.items():
+        if not isinstance(key, str) or key.startswith("_"):
+            continue
+        if key not in keys:
+            close = difflib.get_close_matches(key, list(keys), n=1)
+            hint = f" (did you mean {close[0]}?)" if close else ""
+            raise ConfigError(f"{path}: unknown setting {key!r}{hint}")
+        flagged = keys[key]
+        if key == "backend_options":
+            if not isinstance(value, dict):
+                raise ConfigError(f"{path}: backend_options must be a table of option = value")
+            value = dict(value)
+        else:
+            try:
+                check_value(flagged.field, value)
+            except SettingValueError as exc:
+                raise ConfigError(f"{path}: {key}: {exc}, got {value!r}") from None
+        _insert(values, flagged.path, value)
+    return values
 
 
 def config_argv(config: Any, exclude: tuple[str, ...] = ()) -> list[str]:

@@ -165,3 +165,23 @@ def test_a_config_survives_the_command_line_both_ways(tmp_path: Path) -> None:
     assert again.backend_settings.options == {"delay_ms": "1.5"}  # text, as typed
     assert again == RunConfig(**{**config.__dict__,
                                  "backend_settings": again.backend_settings})
+
+
+def test_a_settings_file_gives_defaults_that_flags_override(tmp_path: Path) -> None:
+    """--settings FILE (e.g. tune's tuned.toml): keys as a sweep's [base], checked by the
+    same declarations; the command line wins; a bad key or value is one line."""
+    tuned = tmp_path / "tuned.toml"
+    tuned.write_text("[settings]\nbatch_size = 16\nthreads = 2\n"
+                     "backend_options = { instances = 2 }\n")
+    config = parse(RunConfig, "--settings", str(tuned), "--threads", "1",
+                   "--backend-option", "arena=off")
+    assert config.batch_size == 16 and config.backend_settings.intra_op_threads == 1
+    assert config.backend_settings.options == {"instances": 2, "arena": "off"}
+    tuned.write_text("batch_size = 0\n")
+    with pytest.raises(ConfigError, match=r"tuned.toml: batch_size: expected a whole number "
+                       r"from 1 to 65,536 \(samples\), got 0"):
+        parse(RunConfig, "--settings", str(tuned))
+    tuned.write_text("batchsize = 3\n")
+    with pytest.raises(ConfigError, match="unknown setting 'batchsize' .did you mean "
+                       "batch_size"):
+        parse(RunConfig, "--settings", str(tuned))
