@@ -324,13 +324,20 @@ def config_from_args(args: argparse.Namespace, cls: type = RunConfig,
     settings_file = getattr(args, "cfg_settings_file", None)
     if settings_file is not None:
         values = settings_file_values(Path(settings_file), cls)
-    for key, value in config_values(args, cls).items():
-        if isinstance(value, dict) and isinstance(values.get(key), dict):
-            values[key] = {**values[key], **value}
-        else:
-            values[key] = value
+    values = _merged(values, config_values(args, cls))
     values.update(fixed)
     return build(cls, values, flag_of(cls))
+
+
+def _merged(under: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
+    """``over`` on top of ``under``, nested tables merged key by key."""
+    merged = dict(under)
+    for key, value in over.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = _merged(merged[key], value)
+        else:
+            merged[key] = value
+    return merged
 
 
 def settings_file_values(path: Path, cls: type = RunConfig) -> dict[str, Any]:
