@@ -41,7 +41,6 @@ from backends.wafer.layout import (
     resident_streams,
 )
 from backends.wafer.release import RELEASES, choose_mode
-from backends.wafer.report import plan_text
 from backends.wafer.shapes import Architecture, layer_costs
 from backends.wafer.spec import (
     BYTES_PER_VALUE,
@@ -216,10 +215,6 @@ class Plan:
             {"name": s.name, "cores": s.cores, "time_us": s.time_s * 1e6,
              "sram_kb_per_core": s.sram_per_core / 1024, "gflop": s.flops / 1e9,
              "params": s.params, "limit": s.limit} for s in self.stages]}
-
-    def text(self) -> str:
-        """The plan as a table: per stage the cores (or wafer share), time and SRAM used."""
-        return plan_text(self)
 
 
 LATENCY_MEANING = {
