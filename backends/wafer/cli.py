@@ -18,8 +18,8 @@ from pathlib import Path
 
 from backends.base import BackendError
 from backends.wafer.calibration import CALIBRATIONS, anchor, anchor_table, anchor_text, calibrate
-from backends.wafer.plan import MODES, PlanOptions, plan
-from backends.wafer.release import RELEASES
+from backends.wafer.plan import plan
+from backends.wafer.planned import MODES, RELEASES, PlanOptions
 from backends.wafer.report import plan_text
 from backends.wafer.shapes import ZOO, ZOO_TABLE, Architecture, from_model
 from backends.wafer.spec import DEFAULT_SPEC, FIELDS, PRECISIONS, PRESETS, load_spec
