@@ -19,6 +19,7 @@ from backends.wafer.device import PipelinedDevice, StreamingDevice, make_device,
 from backends.wafer.engine import Engine
 from backends.wafer.numerics import LogitsBank, fingerprints
 from backends.wafer.plan import PlanOptions, plan
+from backends.wafer.report import plan_text
 from backends.wafer.shapes import ZOO, ZOO_TABLE, from_config, from_model, layer_costs, named
 from backends.wafer.spec import FIELDS, KINDS, PRESETS, load_spec, parse_spec
 from backends.wafer_backend import empty_logits
@@ -224,7 +225,7 @@ def test_bert_large_on_wse2_is_pipelined_one_replica_and_compute_bound() -> None
     assert sum(s.cores for s in result.stages) <= load_spec("wse2").cores
     # SRAM per core respects the usable share
     assert max(s.sram_per_core for s in result.stages) <= load_spec("wse2").sram_bytes_per_core
-    text = result.text()
+    text = plan_text(result)
     assert "encoder.23" in text and "samples/s" in text and "mode: pipelined" in text
 
 
