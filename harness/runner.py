@@ -290,36 +290,27 @@ def _warm_up(backend, features, config: RunConfig, timeout_s: float | None) -> d
             "s_per_sample": effective_s_per_sample(seconds, len(batch))}
 
 
-WARM_UP_TIMED_S = 0.3  # fast backends: time calls for about this long (a median is kept)
-WARM_UP_MAX_CALLS = 64
+WARM_UP_CALLS = 2  # the first warms caches, the second is timed (fault options count both)
 
 
 def _timed_calls(backend, batch, timeout_s: float | None) -> float:
-    """Seconds of one ``backend.predict`` call: a first call warms caches, then calls are
-    timed for about WARM_UP_TIMED_S (at least one), on one daemon thread so that a call that
-    never returns is given up after ``timeout_s``; the median of the timed calls."""
+    """Seconds of one ``backend.predict`` call: WARM_UP_CALLS calls on one daemon thread (the
+    thread's start is not timed), each given up after ``timeout_s``; the last is timed."""
     results: queue.SimpleQueue = queue.SimpleQueue()
 
     def calls() -> None:
-        timed_since = None
-        for number in range(WARM_UP_MAX_CALLS + 1):
+        for _ in range(WARM_UP_CALLS):
             started = time.perf_counter()
             try:
                 backend.predict(batch)
             except BaseException as exc:  # noqa: BLE001 - re-raised below
                 results.put(exc)
                 return
-            done = time.perf_counter()
-            results.put(done - started)
-            if number == 0:
-                timed_since = done
-            elif done - timed_since >= WARM_UP_TIMED_S:
-                break
-        results.put(None)
+            results.put(time.perf_counter() - started)
 
     threading.Thread(target=calls, name="warm-up", daemon=True).start()
-    durations: list[float] = []
-    while True:
+    seconds = 0.0
+    for _ in range(WARM_UP_CALLS):
         try:
             item = results.get(timeout=timeout_s)
         except queue.Empty:
@@ -327,13 +318,10 @@ def _timed_calls(backend, batch, timeout_s: float | None) -> float:
                 f"backend {backend.name!r}: the warm-up call on {len(batch)} samples did not "
                 f"return within {timeout_s:g} s (raise --call-timeout if the backend is that "
                 "slow)") from None
-        if item is None:
-            break
         if isinstance(item, BaseException):
             raise item
-        durations.append(item)
-    timed = sorted(durations[1:]) or durations
-    return timed[len(timed) // 2]
+        seconds = item
+    return seconds
 
 
 BATCH_WAIT_SHARE = 0.05  # Server, batch > 1: wait up to this share of the latency bound

@@ -19,6 +19,7 @@ from backends import BackendError, BackendSettings, model_backend
 from backends.wafer.plan import plan
 from backends.wafer.shapes import named
 from backends.wafer.spec import load_spec
+from common.errors import EXIT_INVALID, EXIT_OK
 from harness.runner import RunConfig
 from tests.helpers import isolated, needs, squad_data
 
@@ -49,7 +50,7 @@ def harness_run(root: Path, squad_dir: Path, scenario: str, conf: str,
     for option in options:
         command += ["--backend-option", option]
     done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=300)
-    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.returncode in (EXIT_OK, EXIT_INVALID), done.stderr[-3000:]
     found = list(results.glob(f"*/*/{scenario}/performance/run_1/result.json"))
     assert len(found) == 1, done.stdout
     settings = json.loads((found[0].parent / "settings.json").read_text())
