@@ -72,6 +72,7 @@ class RunOutcome:
     loadgen: LoadGenResult
     accuracy: Any | None = None
     expectation: float | None = None  # what LoadGen expected: samples/s, or ms a query
+    simulated: str | None = None  # a self-timed device's "SIMULATED: ..." line
 
 
 def _log_settings(outdir: Path, keep_trace: bool = False):
@@ -175,7 +176,8 @@ def execute(config: RunConfig) -> RunOutcome:
         except BaseException as exc:
             _keep(staged, exc, config)
         outcome = RunOutcome(_commit(staged), loadgen, accuracy,
-                             _expectation(test_settings, config.scenario))
+                             _expectation(test_settings, config.scenario),
+                             simulated_line(backend.describe()))
         rebuild_index(config.results_dir)  # results/index.html; a failure is only a warning
         return outcome
     finally:
@@ -224,8 +226,23 @@ def _record_and_run(staged: StagedRun, config: RunConfig, system: str, model, ba
     write_json_atomic(staged.path / "settings.json", record)
     loadgen = _start_test(backend, data.features, config, test_settings, limits, staged.path)
     accuracy = _score(staged.path, data, model) if config.mode == "accuracy" else None
-    _write_summary(staged.path, config, system, model.name, loadgen, accuracy)
+    _write_summary(staged.path, config, system, model.name, loadgen, accuracy,
+                   simulated_line(record["backend"]))
     return loadgen, accuracy
+
+
+def simulated_line(described: dict[str, Any]) -> str | None:
+    """For a backend that models its timing (the wafer simulator): one line saying so, with
+    its preset, release and band, for summary.txt and the command's output."""
+    simulated = described.get("simulated")
+    if not isinstance(simulated, dict):
+        return None
+    band = simulated.get("band_samples_per_s") or {}
+    band_text = (f", band {band.get('low', 0):,.0f}-{band.get('high', 0):,.0f} samples/s "
+                 f"(expected {band.get('expected', 0):,.0f})") if band else ""
+    return (f"SIMULATED: timing modelled, not measured (preset {simulated.get('preset')}, "
+            f"release {simulated.get('release')}{band_text}; LoadGen sized for "
+            f"{simulated.get('loadgen_sized_for')})")
 
 
 def _keep(staged: StagedRun, exc: BaseException, config: RunConfig) -> NoReturn:
@@ -412,8 +429,11 @@ def _settings_record(config, system, model, backend, data: PreparedData) -> dict
     }
 
 
-def _write_summary(outdir, config: RunConfig, system, model_name, loadgen, accuracy) -> None:
+def _write_summary(outdir, config: RunConfig, system, model_name, loadgen, accuracy,
+                   simulated: str | None = None) -> None:
     lines = [f"system: {system}   model: {model_name}   backend: {config.backend}"]
+    if simulated:
+        lines.append(simulated)
     lines += loadgen.summary_lines()
     if config.short_run:
         lines.append("short run (--short): not valid for a submission")

@@ -55,7 +55,9 @@ def harness_run(root: Path, squad_dir: Path, scenario: str, conf: str,
     assert len(found) == 1, done.stdout
     settings = json.loads((found[0].parent / "settings.json").read_text())
     return {**json.loads(found[0].read_text()), "backend": settings["backend"],
-            "system": found[0].relative_to(results).parts[0], "stderr": done.stderr}
+            "system": found[0].relative_to(results).parts[0], "stderr": done.stderr,
+            "stdout": done.stdout,
+            "summary": (found[0].parent / "summary.txt").read_text(encoding="utf-8")}
 
 
 TIMING = ("numerics=null", "arch=bert-large")
@@ -72,6 +74,10 @@ def test_offline_samples_per_second_match_the_plan(planned, run_dirs) -> None:
     # the output, the system name and settings.json say the timing is modelled
     assert "wafer-simulated-wse2-release-auto" in result["system"]
     assert "MODELLED" in result["stderr"] and "band" in result["stderr"]
+    for text in (result["stdout"], result["summary"]):
+        simulated = [line for line in text.splitlines() if line.startswith("SIMULATED:")]
+        assert len(simulated) == 1 and "preset wse2" in simulated[0]
+        assert "band " in simulated[0] and "release auto" in simulated[0]
     assert result["backend"]["simulated"]["band_samples_per_s"]["expected"] == \
         pytest.approx(planned.throughput)
 
