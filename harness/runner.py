@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 from backends import BackendError, BackendSettings, get_backend_class, model_backend
+from backends.device import TimedDevice
 from common.errors import ConfigError, HarnessError
 from common.files import file_md5, write_json_atomic
 from harness.loadgen import rules as run_rules
@@ -57,6 +58,9 @@ from squad.features import read_vocab
 # model at 1.4x batch 1 (ORT, variable length, this 2-core VM); MultiStream queries carry 8
 # samples; Server and SingleStream answer each query as it comes.
 DEFAULT_BATCH_SIZES = {"Offline": 8, "MultiStream": 8}
+# Where a device's own throughput batch (TimedDevice.preferred_batch_size) replaces that
+# default: MultiStream's batch is its query of 8, Server and SingleStream answer as they come.
+DEVICE_BATCH_SCENARIOS = frozenset({"Offline"})
 AUDIT_CONFIG = "audit.config"  # the name LoadGen looks for in the working directory
 
 
@@ -162,8 +166,9 @@ def execute(config: RunConfig) -> RunOutcome:
             "without a word; remove it (compliance tests: python -m harness compliance)")
     backend_class = get_backend_class(config.backend)  # unknown names fail before any work
     backend = backend_class(config.backend_settings)  # bad options too; load() comes later
-    if config.batch_size is None:
-        preferred = backend.preferred_batch_size(config.scenario)
+    if config.batch_size is None and config.scenario in DEVICE_BATCH_SCENARIOS \
+            and isinstance(backend, TimedDevice):
+        preferred = backend.preferred_batch_size()
         if preferred is not None:
             config = dataclasses.replace(config, batch_size=preferred)
     model = resolve_model(
@@ -180,7 +185,8 @@ def execute(config: RunConfig) -> RunOutcome:
     system = config.system or default_system_name(config.backend)
     final = run_dir(run_rules.results_root(config.results_dir, config.audit), system,
                     model.name, config.scenario, config.mode)
-    expected = expected_lines(config.scenario, backend.expected_performance(model.path))
+    expected = expected_lines(config.scenario, backend.expected_performance(model.path)
+                              if isinstance(backend, TimedDevice) else None)
     if expected:
         print(f"note: LoadGen's test is sized by the {config.backend} backend's own model: "
               f"{'; '.join(expected)} (after the user.conf's lines)", file=sys.stderr)
@@ -349,7 +355,8 @@ def _sut_settings(config: RunConfig, test_settings, limits: RunLimits) -> SUTSet
 
 def _start_test(backend, features, config: RunConfig, test_settings, limits: RunLimits,
                 outdir: Path) -> LoadGenResult:
-    qsl = QuerySampleLibrary(features, stage=backend.stage)
+    qsl = QuerySampleLibrary(features, stage=backend.stage
+                             if isinstance(backend, TimedDevice) else None)
     sut = LoadGenSUT(backend, qsl, _sut_settings(config, test_settings, limits))
     sut_handle = sut.construct()
     qsl_handle = qsl.construct()

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import ctypes
 import time
+from concurrent.futures import Future
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 from backends import BackendSettings
+from backends.device import TimedDevice
 from backends.null import NullBackend
 from harness.loadgen.qsl import QuerySampleLibrary, SampleNotLoadedError
 from harness.loadgen.sut import PAD_LOGIT, BackendCallTimeout, LoadGenSUT, SUTSettings
@@ -76,15 +78,33 @@ def _null_sut(features, settings: SUTSettings, count: int = 10, **options) -> Lo
 
 
 class _Recording(NullBackend):
-    """The null backend, recording the shape and issue time of each batch it is given."""
+    """The null backend as a timed device of one call at a time, recording the shape and
+    arrival time of each batch it is given."""
 
     shapes: list
     issued: list
 
     def predict(self, batch):
         self.shapes.append(batch.input_ids.shape)
-        self.issued.append(batch.issued_at)
         return super().predict(batch)
+
+    def predict_async(self, batch, arrival_s=None) -> Future:
+        self.issued.append(arrival_s)
+        future: Future = Future()
+        future.set_result(self.predict(batch))
+        return future
+
+    def max_in_flight(self) -> int:
+        return 1
+
+    def stage(self, batch) -> None:
+        pass
+
+    def expected_performance(self, model_path):
+        return None
+
+    def preferred_batch_size(self):
+        return None
 
 
 def _recording_sut(features, settings: SUTSettings, count: int) -> LoadGenSUT:
@@ -94,6 +114,7 @@ def _recording_sut(features, settings: SUTSettings, count: int) -> LoadGenSUT:
     backend = _Recording()
     backend.shapes, backend.issued = [], []
     backend.load(None)
+    assert isinstance(backend, TimedDevice)
     return LoadGenSUT(backend, qsl, settings)
 
 

@@ -194,9 +194,10 @@ def check_scenario(scenario: str) -> str:
 
 def expected_lines(scenario: str, expected: dict[str, float] | None) -> list[str]:
     """user.conf lines for what a backend that models its own timing says it will do
-    (``Backend.expected_performance``): Offline ``target_qps``, SingleStream and MultiStream
-    ``target_latency`` (a MultiStream query of 8 samples: the latency plus 7 more samples at
-    the planned rate). Server's ``target_qps`` is the load asked for, never an expectation."""
+    (``backends.device.TimedDevice.expected_performance``): Offline ``target_qps``,
+    SingleStream and MultiStream ``target_latency`` (a MultiStream query of 8 samples: the
+    latency plus 7 more samples at the planned rate). Server's ``target_qps`` is the load
+    asked for, never an expectation."""
     if not expected:
         return []
     rate, latency = expected.get("samples_per_s"), expected.get("latency_s")
