@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ctypes
+import threading
 import time
 from concurrent.futures import Future
 from pathlib import Path
@@ -209,3 +210,98 @@ def test_a_stop_completes_what_is_pending_without_the_backend(features, monkeypa
     completed = _drive(sut, [[(i, i) for i in range(8)]], monkeypatch)
     assert sorted(sample_id for sample_id, _, _ in completed) == list(range(8))
     assert sut.batches == 0 and sut.stop_reason == "interrupted by SIGINT"
+
+
+class _Later(NullBackend):
+    """An asynchronous device: each call's future is completed ``delay_s`` later by a timer
+    thread, which records when."""
+
+    delay_s = 0.3
+    finished: list
+
+    def predict_async(self, batch) -> Future:
+        future: Future = Future()
+        answer = self.predict(batch)
+
+        def finish() -> None:
+            self.finished.append(time.monotonic())
+            future.set_result(answer)
+
+        threading.Timer(self.delay_s, finish).start()
+        return future
+
+    def max_in_flight(self) -> int:
+        return 4
+
+
+def test_destroy_waits_for_outstanding_calls_without_polling(features, monkeypatch) -> None:
+    import mlperf_loadgen as lg
+
+    qsl = QuerySampleLibrary(features)
+    qsl.load_query_samples(list(range(8)))
+    backend = _Later()
+    backend.finished = []
+    backend.load(None)
+    sut = LoadGenSUT(backend, qsl, SUTSettings(batch_size=2, progress=False))
+    slept: list = []
+    monkeypatch.setattr(time, "sleep", slept.append)  # a polling loop would show here
+    monkeypatch.setattr(lg, "QuerySamplesComplete", lambda responses: None)
+    monkeypatch.setattr(lg, "ConstructFastSUT", lambda issue, flush: "handle")
+    monkeypatch.setattr(lg, "DestroyFastSUT", lambda handle: None)
+    sut.construct()
+    sut.issue_queries(list(range(8)), list(range(8)))  # 4 calls, all in flight at once
+    sut.destroy()
+    returned = time.monotonic()
+    assert sut.batches == 4 and sut.completed == 8 and len(backend.finished) == 4
+    # returned after the last answer, and promptly: woken by it, not by a timer
+    assert 0 <= returned - max(backend.finished) < 0.1
+    assert slept == []
+
+
+def test_a_calls_timeout_counts_from_when_it_runs_not_while_it_waits(features, monkeypatch):
+    """One query of 6 samples, batch 1: the batches wait at the call thread behind each
+    other (0.9 s in all), each runs 0.15 s, within the 0.3 s timeout."""
+    sut = _null_sut(features, SUTSettings(batch_size=1, progress=False, call_timeout_s=0.3),
+                    6, delay_ms=150)
+    completed = _drive(sut, [[(i, i) for i in range(6)]], monkeypatch)
+    assert sorted(sample_id for sample_id, size, _ in completed if size) == list(range(6))
+    assert sut.batches == 6 and sut.error is None and not sut.stopped
+
+
+class _Gated(NullBackend):
+    """The null backend, whose calls each wait until the test opens the gate; ``entered``
+    is set when the first call starts."""
+
+    entered: threading.Event
+    gate: threading.Event
+
+    def predict(self, batch):
+        self.entered.set()
+        self.gate.wait()
+        return super().predict(batch)
+
+
+def test_a_stop_completes_batches_queued_behind_a_call_without_the_backend(
+        features, monkeypatch) -> None:
+    import mlperf_loadgen as lg
+
+    qsl = QuerySampleLibrary(features)
+    qsl.load_query_samples(list(range(20)))
+    backend = _Gated()
+    backend.entered, backend.gate = threading.Event(), threading.Event()
+    backend.load(None)
+    sut = LoadGenSUT(backend, qsl, SUTSettings(batch_size=2, progress=False))
+    completed: list = []
+    monkeypatch.setattr(lg, "QuerySamplesComplete",
+                        lambda responses: completed.extend((r.id, r.size) for r in responses))
+    monkeypatch.setattr(lg, "ConstructFastSUT", lambda issue, flush: "handle")
+    monkeypatch.setattr(lg, "DestroyFastSUT", lambda handle: None)
+    sut.construct()
+    sut.issue_queries(list(range(20)), list(range(20)))  # 10 batches, 9 queued behind one
+    assert backend.entered.wait(10)
+    sut.stop("interrupted by SIGINT")
+    backend.gate.set()
+    sut.destroy()
+    assert sorted(sample_id for sample_id, _ in completed) == list(range(20))
+    assert all(size == 0 for _, size in completed)  # the call running at the stop included
+    assert backend._calls == 1  # nothing queued reached the backend after the stop

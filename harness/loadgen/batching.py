@@ -126,6 +126,10 @@ class Batcher:
         self._queue.put(_STOP)
 
     # -- the batching thread ---------------------------------------------------------------
+    def full_batch_pending(self) -> bool:
+        """Whether a full batch is already taken from LoadGen's queries and waiting."""
+        return len(self._pending) >= self._batch_size
+
     def next_batch(self) -> Batch | None:
         """Up to ``batch_size`` samples, blocking only while nothing is pending; None when the
         test is over; an empty batch when woken by a stop with nothing pending."""

@@ -1,16 +1,19 @@
 """Dispatch: one asynchronous path from a batch to the backend and back.
 
-Every backend call returns a future. An :class:`~backends.device.AsyncDevice` that takes
-more than one call at a time makes its own futures; any other backend is wrapped in a
-:class:`CallThread`, a thread of the harness's own that runs ``predict`` one call at a
-time and completes a future, so a call that never returns blocks only that thread: it is
-abandoned and a fresh one takes the calls from then on. A
-:class:`~backends.device.TimedDevice` is also told when each batch arrived.
+Every backend call is started by :meth:`Dispatcher.submit`, which returns at once, and
+answered later, on whichever thread finished it, through one method (``_settle``). An
+:class:`~backends.device.AsyncDevice` that takes more than one call at a time answers
+through the futures it returns; any other backend is wrapped in a :class:`CallThread`, a
+thread of the harness's own that runs ``predict`` one call at a time and answers each (no
+future there: it would cost more than the null backend's call), so a call that never
+returns blocks only that thread: it is abandoned and a fresh one takes the calls from then
+on. A :class:`~backends.device.TimedDevice` is also told when each batch arrived.
 
 At most ``max_in_flight`` calls are outstanding: the batching thread reserves a slot
 before it forms a batch (so that a Server batch gathers what arrives while the device is
-busy) and waits on a condition, woken by a call's answer or by a stop. Each answer is
-handed to ``on_done`` on the thread that finished the call.
+busy) and waits on a condition, woken by a call's answer or by a stop; a full batch may
+wait queued at the call thread behind the call it runs. Each answer is handed to
+``on_done`` on the thread that finished the call.
 """
 
 from __future__ import annotations
@@ -29,16 +32,16 @@ from backends.base import Backend, FeatureBatch
 from backends.device import AsyncDevice, TimedDevice
 from harness.loadgen.batching import Batch
 
+QUEUED_BATCHES = 256  # full batches that may wait at a synchronous backend's call thread
 Logits = Any  # (start, end) arrays as the backend returned them, checked when assembled
 OnDone = Callable[[Batch, Logits, "BaseException | None", str], None]
 
 
 class CallThread:
-    """Runs ``call(features, arrival_s)`` on a daemon thread of its own, one call at a time,
-    each completing the future :meth:`submit` returned."""
+    """Runs calls (callables that deliver their own answers) on a daemon thread of its own,
+    one at a time, in the order submitted."""
 
-    def __init__(self, call: Callable[[FeatureBatch, float | None], Logits]) -> None:
-        self._call = call
+    def __init__(self) -> None:
         self._lock = threading.Lock()
         self._threads = 0
         self._queue: queue.SimpleQueue = self._start()
@@ -51,21 +54,13 @@ class CallThread:
         return calls
 
     def _serve(self, calls: queue.SimpleQueue) -> None:
-        while (item := calls.get()) is not None:
-            features, arrival_s, future = item
-            try:
-                logits = self._call(features, arrival_s)
-            except BaseException as exc:  # noqa: BLE001 - delivered through the future
-                future.set_exception(exc)
-            else:
-                future.set_result(logits)
+        while (call := calls.get()) is not None:
+            call()
 
-    def submit(self, features: FeatureBatch, arrival_s: float | None) -> Future:
-        """Queue a call and return its future at once."""
-        future: Future = Future()
+    def submit(self, call: Callable[[], None]) -> None:
+        """Queue ``call`` and return at once."""
         with self._lock:
-            self._queue.put((features, arrival_s, future))
-        return future
+            self._queue.put(call)
 
     def replace(self) -> None:
         """Abandon the thread (stuck in a call): it ends once that call returns, if ever, and
@@ -82,46 +77,81 @@ class CallThread:
 
 class Dispatcher:
     """Sends batches to ``backend`` with at most :attr:`max_in_flight` calls outstanding and
-    hands each answer (or error, with its traceback) to ``on_done``."""
+    hands each answer (or error, with its traceback) to ``on_done``. ``features`` gathers a
+    batch's rows (on the call thread, for a synchronous backend)."""
 
-    def __init__(self, backend: Backend, on_done: OnDone) -> None:
+    def __init__(self, backend: Backend, features: Callable[[Batch], FeatureBatch],
+                 on_done: OnDone) -> None:
         self._backend = backend
+        self._features = features
         self._on_done = on_done
         self._timed = isinstance(backend, TimedDevice)
         self._native = isinstance(backend, AsyncDevice) and backend.max_in_flight() > 1
         self.max_in_flight = backend.max_in_flight() if self._native else 1
         self._calls: CallThread | None = None
         self._cond = threading.Condition()
-        self._in_flight: dict[int, tuple[Batch, float]] = {}  # token -> (batch, started)
+        # token -> (batch, started: time.monotonic() s; None while queued at the call thread)
+        self._in_flight: dict[int, tuple[Batch, float | None]] = {}
         self._reserved = 0
+        self._answering = 0  # answers taken from _in_flight and not yet handed over
         self._stopped = False
+        # reserve() waits until this many calls or fewer are outstanding (None: nobody waits)
+        self._wake_at: int | None = None
         self._tokens = itertools.count()
 
     def open(self) -> None:
         """Start the call thread (a backend without asynchronous calls of its own)."""
         if not self._native and self._calls is None:
-            self._calls = CallThread(self._call_sync)
+            self._calls = CallThread()
 
-    def _call_sync(self, features: FeatureBatch, arrival_s: float | None) -> Logits:
-        if self._timed:  # a timed device with one call at a time: its clock, waited for
-            return self._backend.predict_async(features, arrival_s).result()  # type: ignore[attr-defined]
-        return self._backend.predict(features)
+    def _call_sync(self, token: int, batch: Batch) -> None:
+        """On the call thread: the call's clock starts now; a call given up while it was
+        queued never reaches the backend."""
+        with self._cond:
+            if token not in self._in_flight:
+                return  # given up (a stop) and completed already
+            self._in_flight[token] = (batch, time.monotonic())
+        try:
+            features = self._features(batch)
+            if self._timed:  # a timed device with one call at a time: its clock, waited for
+                logits = self._backend.predict_async(  # type: ignore[attr-defined]
+                    features, batch.issued_s).result()
+            else:
+                logits = self._backend.predict(features)
+        except BaseException as exc:  # noqa: BLE001 - reported after LoadGen ends
+            self._settle(token, None, exc, traceback.format_exc())
+        else:
+            self._settle(token, logits, None, "")
 
-    def _start(self, features: FeatureBatch, arrival_s: float | None) -> Future:
+    def _start(self, token: int, batch: Batch) -> None:
         if self._calls is not None:
-            return self._calls.submit(features, arrival_s)
+            self._calls.submit(functools.partial(self._call_sync, token, batch))
+            return
+        features = self._features(batch)
         if self._timed:
-            return self._backend.predict_async(features, arrival_s)  # type: ignore[attr-defined]
-        return self._backend.predict_async(features)  # type: ignore[attr-defined]
+            future = self._backend.predict_async(features, batch.issued_s)  # type: ignore[attr-defined]
+        else:
+            future = self._backend.predict_async(features)  # type: ignore[attr-defined]
+        future.add_done_callback(functools.partial(self._resolved, token))
 
     # -- the batching thread -------------------------------------------------------------
-    def reserve(self) -> bool:
+    def reserve(self, full_batch_pending: bool = False) -> bool:
         """Wait for a free slot and hold it for the next :meth:`submit`; False, holding
-        nothing, once stopped."""
+        nothing, once stopped.
+
+        With ``full_batch_pending``, up to :data:`QUEUED_BATCHES` full batches may wait at a
+        synchronous backend's call thread behind the call it runs: formed early, they lose
+        nothing to batching, the backend gets them without a thread hand-over, and the
+        batching thread, once they are all queued, sleeps until half have run."""
+        deep = full_batch_pending and not self._native
+        capacity = self.max_in_flight + (QUEUED_BATCHES if deep else 0)
         with self._cond:
-            while not self._stopped and \
-                    len(self._in_flight) + self._reserved >= self.max_in_flight:
-                self._cond.wait()
+            if len(self._in_flight) + self._reserved >= capacity:
+                self._wake_at = capacity // 2 if deep else capacity - 1
+                while not self._stopped and \
+                        len(self._in_flight) + self._reserved > self._wake_at:
+                    self._cond.wait()
+                self._wake_at = None
             if self._stopped:
                 return False
             self._reserved += 1
@@ -133,7 +163,7 @@ class Dispatcher:
             self._reserved -= 1
             self._cond.notify_all()
 
-    def submit(self, batch: Batch, features: FeatureBatch) -> bool:
+    def submit(self, batch: Batch) -> bool:
         """Start a call in the slot reserved; False when stopped meanwhile (nothing started:
         the caller completes the samples)."""
         token = next(self._tokens)
@@ -141,17 +171,16 @@ class Dispatcher:
             self._reserved -= 1
             if self._stopped:
                 return False
-            self._in_flight[token] = (batch, time.monotonic())
+            self._in_flight[token] = (batch, time.monotonic() if self._native else None)
         try:
-            future = self._start(features, batch.issued_s)
+            self._start(token, batch)
         except BaseException as exc:  # noqa: BLE001 - reported after LoadGen ends
             self._settle(token, None, exc, traceback.format_exc())
-            return True
-        future.add_done_callback(functools.partial(self._resolved, token))
         return True
 
     # -- whichever thread finished the call ------------------------------------------------
     def _resolved(self, token: int, future: Future) -> None:
+        """An asynchronous device's future is done."""
         try:
             logits = future.result()
         except BaseException as exc:  # noqa: BLE001 - reported after LoadGen ends
@@ -163,9 +192,19 @@ class Dispatcher:
                 trace: str) -> None:
         with self._cond:
             entry = self._in_flight.pop(token, None)
-            self._cond.notify_all()
-        if entry is not None:  # else given up (a stop or a timeout) and completed already
+            if entry is None:
+                return  # given up (a stop or a timeout) and completed already
+            self._answering += 1
+            if self._wake_at is not None and \
+                    len(self._in_flight) + self._reserved <= self._wake_at:
+                self._cond.notify_all()  # the slots reserve() waits for are free
+        try:
             self._on_done(entry[0], logits, exc, trace)
+        finally:
+            with self._cond:
+                self._answering -= 1
+                if not self._in_flight and not self._answering:
+                    self._cond.notify_all()  # for wait_idle()
 
     # -- stopping, the watchdog, the end -----------------------------------------------------
     def stop(self) -> list[Batch]:
@@ -181,8 +220,8 @@ class Dispatcher:
     def oldest(self, now: float) -> tuple[float, Batch] | None:
         """(seconds outstanding, batch) of the oldest call outstanding at ``now``, or None."""
         with self._cond:
-            return max(((now - started, batch) for batch, started in self._in_flight.values()),
-                       key=lambda entry: entry[0], default=None)
+            return max(((now - started, batch) for batch, started in self._in_flight.values()
+                        if started is not None), key=lambda entry: entry[0], default=None)
 
     def replace_stuck(self) -> None:
         """A call has outlived its timeout: abandon the call thread, if it is ours."""
@@ -190,9 +229,10 @@ class Dispatcher:
             self._calls.replace()
 
     def wait_idle(self) -> None:
-        """Block until no call is outstanding (the watchdog bounds a stuck one)."""
+        """Block until no call is outstanding and every answer has been handed to
+        ``on_done`` (the watchdog bounds a stuck call)."""
         with self._cond:
-            self._cond.wait_for(lambda: not self._in_flight)
+            self._cond.wait_for(lambda: not self._in_flight and not self._answering)
 
     def close(self) -> None:
         """End the call thread, if any."""

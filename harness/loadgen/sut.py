@@ -113,7 +113,8 @@ class LoadGenSUT:
             seq_bucket=settings.seq_bucket, sort_by_length=settings.sort_by_length,
             stopped=lambda: self.stop_reason is not None, on_flush=self._responses.flush,
         )
-        self._dispatch = Dispatcher(backend, self._answered)
+        self._dispatch = Dispatcher(
+            backend, lambda batch: qsl.batch(batch.indices, batch.seq_len), self._answered)
         self._worker: threading.Thread | None = None
         self._watchdog: threading.Thread | None = None
         self._closing = threading.Event()
@@ -170,7 +171,8 @@ class LoadGenSUT:
         reserved = False
         while True:
             if not reserved:
-                reserved = dispatch.reserve()  # waits while max_in_flight calls are out
+                # waits for a free slot (Dispatcher.reserve: a full batch may queue)
+                reserved = dispatch.reserve(self._batcher.full_batch_pending())
             batch = self._batcher.next_batch()
             if batch is None:
                 break
@@ -181,14 +183,8 @@ class LoadGenSUT:
             if self.stopped or not reserved:
                 responses.stopped_samples(batch.ids)
                 continue
-            try:
-                features = self.qsl.batch(batch.indices, batch.seq_len)
-            except BaseException as exc:  # noqa: BLE001 - reported after LoadGen ends
-                self._fail(exc, traceback.format_exc())
-                responses.complete(batch.ids, None)
-                continue
             reserved = False
-            if not dispatch.submit(batch, features):
+            if not dispatch.submit(batch):
                 responses.stopped_samples(batch.ids)
         if reserved:
             dispatch.unreserve()
