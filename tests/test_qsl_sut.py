@@ -259,8 +259,8 @@ def test_destroy_waits_for_outstanding_calls_without_polling(features, monkeypat
 
 
 def test_a_calls_timeout_counts_from_when_it_runs_not_while_it_waits(features, monkeypatch):
-    """One query of 6 samples, batch 1: the batches wait at the call thread behind each
-    other (0.9 s in all), each runs 0.15 s, within the 0.3 s timeout."""
+    """One query of 6 samples, batch 1: the call thread runs the batches one after another
+    (0.9 s in all), each 0.15 s, within the 0.3 s timeout."""
     sut = _null_sut(features, SUTSettings(batch_size=1, progress=False, call_timeout_s=0.3),
                     6, delay_ms=150)
     completed = _drive(sut, [[(i, i) for i in range(6)]], monkeypatch)
@@ -281,7 +281,7 @@ class _Gated(NullBackend):
         return super().predict(batch)
 
 
-def test_a_stop_completes_batches_queued_behind_a_call_without_the_backend(
+def test_a_stop_completes_the_batches_pending_behind_a_call_without_the_backend(
         features, monkeypatch) -> None:
     import mlperf_loadgen as lg
 
@@ -297,11 +297,11 @@ def test_a_stop_completes_batches_queued_behind_a_call_without_the_backend(
     monkeypatch.setattr(lg, "ConstructFastSUT", lambda issue, flush: "handle")
     monkeypatch.setattr(lg, "DestroyFastSUT", lambda handle: None)
     sut.construct()
-    sut.issue_queries(list(range(20)), list(range(20)))  # 10 batches, 9 queued behind one
+    sut.issue_queries(list(range(20)), list(range(20)))  # 10 batches, 9 behind the first
     assert backend.entered.wait(10)
     sut.stop("interrupted by SIGINT")
     backend.gate.set()
     sut.destroy()
     assert sorted(sample_id for sample_id, _ in completed) == list(range(20))
     assert all(size == 0 for _, size in completed)  # the call running at the stop included
-    assert backend._calls == 1  # nothing queued reached the backend after the stop
+    assert backend._calls == 1  # nothing pending reached the backend after the stop

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import queue
+import threading
 import time
 from collections import deque
 from collections.abc import Callable
@@ -107,6 +108,7 @@ class Batcher:
         self._on_flush = on_flush
         self._queue: queue.SimpleQueue = queue.SimpleQueue()
         self._pending = PendingSamples()
+        self._lock = threading.Lock()  # pending: the batching thread adds, both take
 
     # -- any thread ----------------------------------------------------------------------
     def issue(self, ids: list[int], indices: list[int], issued_s: float) -> None:
@@ -125,14 +127,27 @@ class Batcher:
         """The test is over: :meth:`next_batch` returns None once nothing is pending."""
         self._queue.put(_STOP)
 
-    # -- the batching thread ---------------------------------------------------------------
-    def full_batch_pending(self) -> bool:
-        """Whether a full batch is already taken from LoadGen's queries and waiting."""
-        return len(self._pending) >= self._batch_size
+    def take_full(self) -> Batch | None:
+        """A full batch from the samples pending, or None when fewer are pending or the run
+        has stopped (any thread: a synchronous backend's call thread takes its next batch)."""
+        if self._stopped():
+            return None
+        with self._lock:
+            if len(self._pending) < self._batch_size:
+                return None
+            ids, indices, issued = self._pending.take(self._batch_size)
+        return Batch(ids, indices, issued, self.seq_len(indices))
 
+    # -- the batching thread ---------------------------------------------------------------
     def next_batch(self) -> Batch | None:
         """Up to ``batch_size`` samples, blocking only while nothing is pending; None when the
         test is over; an empty batch when woken by a stop with nothing pending."""
+        while (batch := self._gather()) is not None and not len(batch) \
+                and not self._stopped():
+            pass  # the call thread took what was pending: wait for more
+        return batch
+
+    def _gather(self) -> Batch | None:
         pending = self._pending
         while not pending:
             item = self._queue.get()
@@ -155,7 +170,8 @@ class Batcher:
                 break
             if not self._take(item):
                 break
-        ids, indices, issued = pending.take(len(pending) if self._stopped() else wanted)
+        with self._lock:
+            ids, indices, issued = pending.take(len(pending) if self._stopped() else wanted)
         return Batch(ids, indices, issued, self.seq_len(indices) if len(ids) else 0)
 
     def _take(self, item: object) -> bool:
@@ -171,7 +187,8 @@ class Batcher:
             if len(indices) > 1 and self._sort:
                 order = np.argsort(self._lengths[indices], kind="stable")
                 ids, indices = ids[order], indices[order]
-            self._pending.add(ids, indices, item[2])  # type: ignore[index]
+            with self._lock:
+                self._pending.add(ids, indices, item[2])  # type: ignore[index]
         return True
 
     def seq_len(self, indices: np.ndarray) -> int:

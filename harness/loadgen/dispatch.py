@@ -11,9 +11,11 @@ on. A :class:`~backends.device.TimedDevice` is also told when each batch arrived
 
 At most ``max_in_flight`` calls are outstanding: the batching thread reserves a slot
 before it forms a batch (so that a Server batch gathers what arrives while the device is
-busy) and waits on a condition, woken by a call's answer or by a stop; a full batch may
-wait queued at the call thread behind the call it runs. Each answer is handed to
-``on_done`` on the thread that finished the call.
+busy) and waits on a condition, woken by a call's answer or by a stop. The call thread,
+once a call has returned, takes the next full batch pending itself, in the same slot:
+Offline's batches then run one after another on that one thread, without a hand-over
+between threads per batch. Each answer is handed to ``on_done`` on the thread that
+finished the call.
 """
 
 from __future__ import annotations
@@ -32,7 +34,6 @@ from backends.base import Backend, FeatureBatch
 from backends.device import AsyncDevice, TimedDevice
 from harness.loadgen.batching import Batch
 
-QUEUED_BATCHES = 256  # full batches that may wait at a synchronous backend's call thread
 Logits = Any  # (start, end) arrays as the backend returned them, checked when assembled
 OnDone = Callable[[Batch, Logits, "BaseException | None", str], None]
 
@@ -78,12 +79,15 @@ class CallThread:
 class Dispatcher:
     """Sends batches to ``backend`` with at most :attr:`max_in_flight` calls outstanding and
     hands each answer (or error, with its traceback) to ``on_done``. ``features`` gathers a
-    batch's rows (on the call thread, for a synchronous backend)."""
+    batch's rows (on the call thread, for a synchronous backend); ``next_full`` takes a
+    full batch from those pending, if there is one (a synchronous backend's call thread
+    takes its next batch itself: Offline then runs on that thread alone)."""
 
     def __init__(self, backend: Backend, features: Callable[[Batch], FeatureBatch],
-                 on_done: OnDone) -> None:
+                 next_full: Callable[[], Batch | None], on_done: OnDone) -> None:
         self._backend = backend
         self._features = features
+        self._next_full = next_full
         self._on_done = on_done
         self._timed = isinstance(backend, TimedDevice)
         self._native = isinstance(backend, AsyncDevice) and backend.max_in_flight() > 1
@@ -105,23 +109,29 @@ class Dispatcher:
             self._calls = CallThread()
 
     def _call_sync(self, token: int, batch: Batch) -> None:
-        """On the call thread: the call's clock starts now; a call given up while it was
-        queued never reaches the backend."""
+        """On the call thread: run the call (its clock starts now), then each full batch
+        pending, keeping the slot; a call given up before it ran never reaches the backend."""
         with self._cond:
             if token not in self._in_flight:
                 return  # given up (a stop) and completed already
             self._in_flight[token] = (batch, time.monotonic())
-        try:
-            features = self._features(batch)
-            if self._timed:  # a timed device with one call at a time: its clock, waited for
-                logits = self._backend.predict_async(  # type: ignore[attr-defined]
-                    features, batch.issued_s).result()
+        while True:
+            try:
+                features = self._features(batch)
+                if self._timed:  # a timed device, one call at a time: its clock, waited for
+                    logits = self._backend.predict_async(  # type: ignore[attr-defined]
+                        features, batch.issued_s).result()
+                else:
+                    logits = self._backend.predict(features)
+            except BaseException as exc:  # noqa: BLE001 - reported after LoadGen ends
+                following = self._settle(token, None, exc, traceback.format_exc())
             else:
-                logits = self._backend.predict(features)
-        except BaseException as exc:  # noqa: BLE001 - reported after LoadGen ends
-            self._settle(token, None, exc, traceback.format_exc())
-        else:
-            self._settle(token, logits, None, "")
+                following = self._settle(token, logits, None, "", pull=True)
+            if following is None:
+                return
+            token, batch = following
+            if token not in self._in_flight:
+                return  # given up (a stop) while the last answer was completed
 
     def _start(self, token: int, batch: Batch) -> None:
         if self._calls is not None:
@@ -135,19 +145,13 @@ class Dispatcher:
         future.add_done_callback(functools.partial(self._resolved, token))
 
     # -- the batching thread -------------------------------------------------------------
-    def reserve(self, full_batch_pending: bool = False) -> bool:
+    def reserve(self) -> bool:
         """Wait for a free slot and hold it for the next :meth:`submit`; False, holding
-        nothing, once stopped.
-
-        With ``full_batch_pending``, up to :data:`QUEUED_BATCHES` full batches may wait at a
-        synchronous backend's call thread behind the call it runs: formed early, they lose
-        nothing to batching, the backend gets them without a thread hand-over, and the
-        batching thread, once they are all queued, sleeps until half have run."""
-        deep = full_batch_pending and not self._native
-        capacity = self.max_in_flight + (QUEUED_BATCHES if deep else 0)
+        nothing, once stopped."""
+        capacity = self.max_in_flight
         with self._cond:
             if len(self._in_flight) + self._reserved >= capacity:
-                self._wake_at = capacity // 2 if deep else capacity - 1
+                self._wake_at = capacity - 1
                 while not self._stopped and \
                         len(self._in_flight) + self._reserved > self._wake_at:
                     self._cond.wait()
@@ -188,12 +192,21 @@ class Dispatcher:
         else:
             self._settle(token, logits, None, "")
 
-    def _settle(self, token: int, logits: Logits, exc: BaseException | None,
-                trace: str) -> None:
+    def _settle(self, token: int, logits: Logits, exc: BaseException | None, trace: str,
+                pull: bool = False) -> tuple[int, Batch] | None:
+        """Hand an answer to ``on_done``. With ``pull`` (the call thread, after a call that
+        returned), first take the next full batch pending into the same slot and return
+        it with its token, so that no slot is free between the two calls."""
+        following = None
         with self._cond:
             entry = self._in_flight.pop(token, None)
             if entry is None:
-                return  # given up (a stop or a timeout) and completed already
+                return None  # given up (a stop or a timeout) and completed already
+            if pull and not self._stopped:
+                batch = self._next_full()
+                if batch is not None:
+                    following = (next(self._tokens), batch)
+                    self._in_flight[following[0]] = (batch, time.monotonic())
             self._answering += 1
             if self._wake_at is not None and \
                     len(self._in_flight) + self._reserved <= self._wake_at:
@@ -205,6 +218,7 @@ class Dispatcher:
                 self._answering -= 1
                 if not self._in_flight and not self._answering:
                     self._cond.notify_all()  # for wait_idle()
+        return following
 
     # -- stopping, the watchdog, the end -----------------------------------------------------
     def stop(self) -> list[Batch]:

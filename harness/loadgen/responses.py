@@ -20,8 +20,9 @@ PAD_LOGIT = -10000.0  # logits past a sample's batch length: as the reference pa
 
 
 class Responder:
-    """Completes samples with LoadGen; counts them (``completed``) and records when the last
-    was completed (``last_completion``, ``time.monotonic()`` seconds). Any thread."""
+    """Completes samples with LoadGen; counts them (``completed``) and the calls answered
+    with logits (``answered``), and records when the last sample was completed
+    (``last_completion``, ``time.monotonic()`` seconds). Any thread."""
 
     def __init__(self, full_len: int, hold_on_stop: bool, progress: Any = None) -> None:
         self._full_len = full_len
@@ -31,6 +32,7 @@ class Responder:
         self._held: list[np.ndarray] = []
         self._flushed = False
         self.completed = 0  # samples completed, including empty ones
+        self.answered = 0  # calls whose logits were completed
         self.last_completion: float | None = None
 
     def assemble(self, logits: tuple[np.ndarray, np.ndarray], seq_len: int) -> np.ndarray:
@@ -45,10 +47,11 @@ class Responder:
         return output
 
     def complete(self, ids: np.ndarray, output: np.ndarray | None) -> None:
-        """Complete ``ids`` with their rows of ``output`` (None: empty responses)."""
+        """Complete ``ids`` with their rows of ``output`` (one call's logits; None: empty
+        responses)."""
         import mlperf_loadgen as lg
 
-        count = len(ids)
+        count, answered = len(ids), output is not None
         if output is not None:
             row = output[0].nbytes
             pointers = (output.ctypes.data + row * np.arange(count, dtype=np.uint64)).tolist()
@@ -60,6 +63,7 @@ class Responder:
         with self._lock:
             self.last_completion = time.monotonic()
             self.completed += count
+            self.answered += answered
         if self.progress is not None:
             self.progress.update(count)
 

@@ -97,7 +97,6 @@ class LoadGenSUT:
         self.backend = backend
         self.qsl = qsl
         self.settings = settings
-        self.batches = 0  # backend calls that returned
         self.error: BaseException | None = None  # the backend's failure, if any
         self.error_traceback = ""
         self.stop_reason: str | None = None  # why the run stopped early, if it did
@@ -114,12 +113,18 @@ class LoadGenSUT:
             stopped=lambda: self.stop_reason is not None, on_flush=self._responses.flush,
         )
         self._dispatch = Dispatcher(
-            backend, lambda batch: qsl.batch(batch.indices, batch.seq_len), self._answered)
+            backend, lambda batch: qsl.batch(batch.indices, batch.seq_len),
+            self._batcher.take_full, self._answered)
         self._worker: threading.Thread | None = None
         self._watchdog: threading.Thread | None = None
         self._closing = threading.Event()
         self._deadline: float | None = None
         self._handle = None
+
+    @property
+    def batches(self) -> int:
+        """Backend calls that returned logits."""
+        return self._responses.answered
 
     @property
     def completed(self) -> int:
@@ -171,8 +176,7 @@ class LoadGenSUT:
         reserved = False
         while True:
             if not reserved:
-                # waits for a free slot (Dispatcher.reserve: a full batch may queue)
-                reserved = dispatch.reserve(self._batcher.full_batch_pending())
+                reserved = dispatch.reserve()  # waits for a free slot
             batch = self._batcher.next_batch()
             if batch is None:
                 break
@@ -197,8 +201,6 @@ class LoadGenSUT:
         if exc is None:
             try:
                 output = self._responses.assemble(logits, batch.seq_len)
-                with self._lock:
-                    self.batches += 1
             except BaseException as bad:  # noqa: BLE001 - logits of the wrong shape...
                 exc, trace = bad, traceback.format_exc()
         if exc is not None:
