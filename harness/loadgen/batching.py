@@ -127,13 +127,19 @@ class Batcher:
         """The test is over: :meth:`next_batch` returns None once nothing is pending."""
         self._queue.put(_STOP)
 
-    def take_full(self) -> Batch | None:
-        """A full batch from the samples pending, or None when fewer are pending or the run
-        has stopped (any thread: a synchronous backend's call thread takes its next batch)."""
+    def take_ready(self) -> Batch | None:
+        """The next batch if one is ready now, else None (a synchronous backend's call
+        thread, holding the slot, takes its next batch itself): the queries issued since are
+        taken in, then a full batch, or with no batch wait whatever is pending, is taken.
+        None after a stop."""
         if self._stopped():
             return None
+        while not self._queue.empty():  # cheaper than get_nowait's Empty, once a batch
+            if not self._take(self._queue.get_nowait()):
+                break
         with self._lock:
-            if len(self._pending) < self._batch_size:
+            count = len(self._pending)
+            if count < self._batch_size and not (count and self._batch_wait_s == 0):
                 return None
             ids, indices, issued = self._pending.take(self._batch_size)
         return Batch(ids, indices, issued, self.seq_len(indices))

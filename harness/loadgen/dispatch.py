@@ -12,10 +12,11 @@ on. A :class:`~backends.device.TimedDevice` is also told when each batch arrived
 At most ``max_in_flight`` calls are outstanding: the batching thread reserves a slot
 before it forms a batch (so that a Server batch gathers what arrives while the device is
 busy) and waits on a condition, woken by a call's answer or by a stop. The call thread,
-once a call has returned, takes the next full batch pending itself, in the same slot:
-Offline's batches then run one after another on that one thread, without a hand-over
-between threads per batch. Each answer is handed to ``on_done`` on the thread that
-finished the call.
+once a call has returned and its samples are completed, takes the next batch ready
+itself, in the same slot (a full one, or with no batch wait whatever has arrived):
+Offline's batches, and a busy Server's, then run one after another on that one thread,
+without a hand-over between threads per batch. Each answer is handed to ``on_done`` on
+the thread that finished the call.
 """
 
 from __future__ import annotations
@@ -79,15 +80,15 @@ class CallThread:
 class Dispatcher:
     """Sends batches to ``backend`` with at most :attr:`max_in_flight` calls outstanding and
     hands each answer (or error, with its traceback) to ``on_done``. ``features`` gathers a
-    batch's rows (on the call thread, for a synchronous backend); ``next_full`` takes a
-    full batch from those pending, if there is one (a synchronous backend's call thread
-    takes its next batch itself: Offline then runs on that thread alone)."""
+    batch's rows (on the call thread, for a synchronous backend); ``next_ready`` takes the
+    next batch if one is ready without waiting (a synchronous backend's call thread takes
+    its next batch itself: Offline then runs on that thread alone)."""
 
     def __init__(self, backend: Backend, features: Callable[[Batch], FeatureBatch],
-                 next_full: Callable[[], Batch | None], on_done: OnDone) -> None:
+                 next_ready: Callable[[], Batch | None], on_done: OnDone) -> None:
         self._backend = backend
         self._features = features
-        self._next_full = next_full
+        self._next_ready = next_ready
         self._on_done = on_done
         self._timed = isinstance(backend, TimedDevice)
         self._native = isinstance(backend, AsyncDevice) and backend.max_in_flight() > 1
@@ -195,30 +196,38 @@ class Dispatcher:
     def _settle(self, token: int, logits: Logits, exc: BaseException | None, trace: str,
                 pull: bool = False) -> tuple[int, Batch] | None:
         """Hand an answer to ``on_done``. With ``pull`` (the call thread, after a call that
-        returned), first take the next full batch pending into the same slot and return
-        it with its token, so that no slot is free between the two calls."""
+        returned), then take the next batch ready into the same slot, unless the batching
+        thread has reserved it meanwhile, and return it with its token."""
         following = None
         with self._cond:
             entry = self._in_flight.pop(token, None)
             if entry is None:
                 return None  # given up (a stop or a timeout) and completed already
-            if pull and not self._stopped:
-                batch = self._next_full()
-                if batch is not None:
-                    following = (next(self._tokens), batch)
-                    self._in_flight[following[0]] = (batch, time.monotonic())
             self._answering += 1
-            if self._wake_at is not None and \
-                    len(self._in_flight) + self._reserved <= self._wake_at:
-                self._cond.notify_all()  # the slots reserve() waits for are free
+            if not pull:
+                self._wake_reserve()
         try:
             self._on_done(entry[0], logits, exc, trace)
         finally:
             with self._cond:
                 self._answering -= 1
-                if not self._in_flight and not self._answering:
-                    self._cond.notify_all()  # for wait_idle()
+                if pull and not self._stopped and \
+                        len(self._in_flight) + self._reserved < self.max_in_flight:
+                    batch = self._next_ready()
+                    if batch is not None:
+                        following = (next(self._tokens), batch)
+                        self._in_flight[following[0]] = (batch, time.monotonic())
+                if following is None:
+                    self._wake_reserve()
+                    if not self._in_flight and not self._answering:
+                        self._cond.notify_all()  # for wait_idle()
         return following
+
+    def _wake_reserve(self) -> None:
+        """Under the lock: wake reserve() if the slots it waits for are free."""
+        if self._wake_at is not None and \
+                len(self._in_flight) + self._reserved <= self._wake_at:
+            self._cond.notify_all()
 
     # -- stopping, the watchdog, the end -----------------------------------------------------
     def stop(self) -> list[Batch]:

@@ -114,7 +114,7 @@ class LoadGenSUT:
         )
         self._dispatch = Dispatcher(
             backend, lambda batch: qsl.batch(batch.indices, batch.seq_len),
-            self._batcher.take_full, self._answered)
+            self._batcher.take_ready, self._answered)
         self._worker: threading.Thread | None = None
         self._watchdog: threading.Thread | None = None
         self._closing = threading.Event()
