@@ -1,7 +1,9 @@
 """Batching: LoadGen's queries in, batches for the backend out.
 
 LoadGen's threads hand queries over through :meth:`Batcher.issue` and return at once; the
-SUT's batching thread takes batches with :meth:`Batcher.next_batch`. The samples of a query
+SUT's batching thread takes batches with :meth:`Batcher.next_batch`, waiting for them, and
+a synchronous backend's call thread with :meth:`Batcher.take_ready` when one is ready as
+its last call ends (the two never take at the same time: one holds the slot). The samples of a query
 (Offline: all of them) are ordered by real length, so that a batch wastes little on
 padding; a batch takes up to ``batch_size`` samples, and one that is not full may wait
 ``batch_wait_s`` (Server) for more queries, from when the batching thread started it.

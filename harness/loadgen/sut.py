@@ -2,9 +2,10 @@
 
 LoadGen calls ``issue_queries`` on its own thread and measures from that call: the
 callback only enqueues ``(response id, sample index)`` pairs and returns. The adapter is
-three parts, each in its own module: batching (:mod:`harness.loadgen.batching`: one
-thread forms batches -- Offline: slices of the single big query; Server, SingleStream and
-MultiStream: whatever has arrived, up to ``batch_size``), dispatch
+three parts, each in its own module: batching (:mod:`harness.loadgen.batching`: batches
+are formed -- Offline: slices of the single big query; Server, SingleStream and
+MultiStream: whatever has arrived, up to ``batch_size`` -- by the batching thread, or by a
+synchronous backend's call thread when a batch is ready as its last call ends), dispatch
 (:mod:`harness.loadgen.dispatch`: one asynchronous path to the backend, at most
 ``max_in_flight`` calls outstanding) and response handling
 (:mod:`harness.loadgen.responses`: logits into response buffers, samples completed). This
