@@ -274,28 +274,53 @@ class _Gated(NullBackend):
 
     entered: threading.Event
     gate: threading.Event
+    sizes: list
 
     def predict(self, batch):
+        self.sizes.append(len(batch))
         self.entered.set()
         self.gate.wait()
         return super().predict(batch)
 
 
-def test_a_stop_completes_the_batches_pending_behind_a_call_without_the_backend(
-        features, monkeypatch) -> None:
+def _gated_sut(features, settings: SUTSettings, count: int, monkeypatch) -> tuple:
+    """A SUT whose backend waits at a gate, LoadGen stubbed; (sut, backend, completed)."""
     import mlperf_loadgen as lg
 
     qsl = QuerySampleLibrary(features)
-    qsl.load_query_samples(list(range(20)))
+    qsl.load_query_samples(list(range(count)))
     backend = _Gated()
-    backend.entered, backend.gate = threading.Event(), threading.Event()
+    backend.entered, backend.gate, backend.sizes = threading.Event(), threading.Event(), []
     backend.load(None)
-    sut = LoadGenSUT(backend, qsl, SUTSettings(batch_size=2, progress=False))
     completed: list = []
     monkeypatch.setattr(lg, "QuerySamplesComplete",
                         lambda responses: completed.extend((r.id, r.size) for r in responses))
     monkeypatch.setattr(lg, "ConstructFastSUT", lambda issue, flush: "handle")
     monkeypatch.setattr(lg, "DestroyFastSUT", lambda handle: None)
+    return LoadGenSUT(backend, qsl, settings), backend, completed
+
+
+def test_queries_issued_during_a_call_form_the_next_batch_together(
+        features, monkeypatch) -> None:
+    """Server with no batch wait: what arrived while the device was busy goes in one batch
+    (up to batch_size), as soon as the call returns."""
+    sut, backend, completed = _gated_sut(
+        features, SUTSettings(batch_size=4, progress=False), 6, monkeypatch)
+    sut.construct()
+    sut.issue_queries([0], [0])
+    assert backend.entered.wait(10)
+    for i in range(1, 6):
+        sut.issue_queries([i], [i])
+    backend.gate.set()
+    sut.destroy()
+    assert backend.sizes == [1, 4, 1]
+    assert sorted(sample_id for sample_id, size in completed if size) == list(range(6))
+
+
+def test_a_stop_completes_the_batches_pending_behind_a_call_without_the_backend(
+        features, monkeypatch) -> None:
+    sut, backend, completed = _gated_sut(
+        features, SUTSettings(batch_size=2, progress=False), 20, monkeypatch)
     sut.construct()
     sut.issue_queries(list(range(20)), list(range(20)))  # 10 batches, 9 behind the first
     assert backend.entered.wait(10)

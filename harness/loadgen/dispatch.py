@@ -5,7 +5,8 @@ answered later, on whichever thread finished it, through one method (``_settle``
 :class:`~backends.device.AsyncDevice` that takes more than one call at a time answers
 through the futures it returns; any other backend is wrapped in a :class:`CallThread`, a
 thread of the harness's own that runs ``predict`` one call at a time and answers each (no
-future there: it would cost more than the null backend's call), so a call that never
+future there: one per call cost the null backend's Offline path a few per cent), so a
+call that never
 returns blocks only that thread: it is abandoned and a fresh one takes the calls from then
 on. A :class:`~backends.device.TimedDevice` is also told when each batch arrived.
 
@@ -95,7 +96,7 @@ class Dispatcher:
         self.max_in_flight = backend.max_in_flight() if self._native else 1
         self._calls: CallThread | None = None
         self._cond = threading.Condition()
-        # token -> (batch, started: time.monotonic() s; None while queued at the call thread)
+        # token -> (batch, started: time.monotonic() s; None until the call thread runs it)
         self._in_flight: dict[int, tuple[Batch, float | None]] = {}
         self._reserved = 0
         self._answering = 0  # answers taken from _in_flight and not yet handed over
