@@ -22,6 +22,7 @@ from typing import Any, NoReturn
 import numpy as np
 
 from backends import BackendError, get_backend_class, model_backend
+from backends.device import TimedDevice
 from common.errors import ConfigError, HarnessError
 from common.files import file_md5, write_json_atomic
 from harness.config import RunConfig, config_record
@@ -99,8 +100,9 @@ def execute(config: RunConfig) -> RunOutcome:
             "without a word; remove it (compliance tests: python -m harness compliance)")
     backend_class = get_backend_class(config.backend)  # unknown names fail before any work
     backend = backend_class(config.backend_settings)  # bad options too; load() comes later
-    if config.batch_size is None:
-        preferred = backend.preferred_batch_size(config.scenario)
+    if config.batch_size is None and TABLE[config.scenario].device_batch \
+            and isinstance(backend, TimedDevice):
+        preferred = backend.preferred_batch_size()
         if preferred is not None:
             config = dataclasses.replace(config, batch_size=preferred)
     model = resolve_model(
@@ -117,7 +119,8 @@ def execute(config: RunConfig) -> RunOutcome:
     system = config.system or default_system_name(getattr(backend, "system_tag", config.backend))
     final = run_dir(run_rules.results_root(config.results_dir, config.audit), system,
                     model.name, config.scenario, config.mode)
-    expected = expected_lines(config.scenario, backend.expected_performance(model.path))
+    expected = expected_lines(config.scenario, backend.expected_performance(model.path)
+                              if isinstance(backend, TimedDevice) else None)
     expected_from = f"the {config.backend} backend's own model"
     if expected:
         print(f"note: LoadGen's test is sized by the {config.backend} backend's own model: "
@@ -361,7 +364,8 @@ def _sut_settings(config: RunConfig, test_settings, limits: RunLimits) -> SUTSet
 
 def _start_test(backend, features, config: RunConfig, test_settings, limits: RunLimits,
                 outdir: Path) -> LoadGenResult:
-    qsl = QuerySampleLibrary(features, stage=backend.stage)
+    qsl = QuerySampleLibrary(features, stage=backend.stage
+                             if isinstance(backend, TimedDevice) else None)
     sut = LoadGenSUT(backend, qsl, _sut_settings(config, test_settings, limits))
     sut_handle = sut.construct()
     qsl_handle = qsl.construct()
