@@ -165,9 +165,11 @@ def execute(config: RunConfig) -> RunOutcome:
             None if config.max_run_minutes is None else config.max_run_minutes * 60,
         )
         apply_limits(test_settings, limits, config.mode)
-        estimate_s, issued = expected_run_s(test_settings, config.scenario, config.mode,
-                                            len(data.features), warmup["s_per_sample"])
-        warmup.update(estimated_run_s=round(estimate_s, 1), loadgen_issues=issued)
+        estimate_s, issued, samples = expected_run_s(
+            test_settings, config.scenario, config.mode, len(data.features),
+            warmup["s_per_sample"])
+        warmup.update(estimated_run_s=round(estimate_s, 1), loadgen_issues=issued,
+                      expected_samples=samples)
         check_run_time(estimate_s, issued, limits, config.scenario, warmup["s_per_sample"])
         print(f"LoadGen will issue {issued}: about {duration_text(estimate_s)} at the warm-up's "
               f"{1 / max(warmup['s_per_sample'], 1e-12):.3g} samples/s", file=sys.stderr,
@@ -220,14 +222,16 @@ def _record_and_run(staged: StagedRun, config: RunConfig, system: str, model, ba
     if config.audit is not None:
         write_text_atomic(staged.path / AUDIT_CONFIG, run_rules.audit_config_text(config.audit))
     record = _settings_record(config, system, model, backend, data)
-    sut = dataclasses.asdict(_sut_settings(config, test_settings, limits))
+    sut = dataclasses.asdict(_sut_settings(config, test_settings, limits,
+                                           warmup.get("expected_samples")))
     sut["fixed_sequence_length"] = backend.fixed_sequence_length()
     rules = run_rules.rules_record(config.rules, config.scenario, config.mode,
                                    config.short_run, len(data.features), config.audit,
                                    limits.to_json())
     record.update(limits=limits.to_json(), warmup=warmup, sut=sut, rules=rules)
     write_json_atomic(staged.path / "settings.json", record)
-    loadgen = _start_test(backend, data.features, config, test_settings, limits, staged.path)
+    loadgen = _start_test(backend, data.features, config, test_settings, limits, staged.path,
+                          warmup.get("expected_samples"))
     accuracy = _score(staged.path, data, model) if config.mode == "accuracy" else None
     _write_summary(staged.path, config, system, model.name, loadgen, accuracy,
                    simulated_line(record["backend"]))
@@ -347,7 +351,8 @@ def _timed_calls(backend, batch, timeout_s: float | None) -> float:
 BATCH_WAIT_SHARE = 0.05  # Server, batch > 1: wait up to this share of the latency bound
 
 
-def _sut_settings(config: RunConfig, test_settings, limits: RunLimits) -> SUTSettings:
+def _sut_settings(config: RunConfig, test_settings, limits: RunLimits,
+                  expected_samples: int | None = None) -> SUTSettings:
     """How the SUT batches and bounds this run (recorded in settings.json)."""
     wait_ms = config.batch_wait_ms
     if wait_ms is None:
@@ -358,15 +363,16 @@ def _sut_settings(config: RunConfig, test_settings, limits: RunLimits) -> SUTSet
         config.batch, config.progress, limits.call_timeout_s, limits.deadline_s,
         hold_on_stop=TABLE[config.scenario].scheduled and config.mode == "performance",
         seq_bucket=config.seq_bucket, sort_by_length=config.sort_by_length,
-        batch_wait_s=wait_ms / 1000,
+        batch_wait_s=wait_ms / 1000, expected_samples=expected_samples,
     )
 
 
 def _start_test(backend, features, config: RunConfig, test_settings, limits: RunLimits,
-                outdir: Path) -> LoadGenResult:
+                outdir: Path, expected_samples: int | None = None) -> LoadGenResult:
     qsl = QuerySampleLibrary(features, stage=backend.stage
                              if isinstance(backend, TimedDevice) else None)
-    sut = LoadGenSUT(backend, qsl, _sut_settings(config, test_settings, limits))
+    sut = LoadGenSUT(backend, qsl, _sut_settings(config, test_settings, limits,
+                                                 expected_samples))
     sut_handle = sut.construct()
     qsl_handle = qsl.construct()
     started = time.monotonic()

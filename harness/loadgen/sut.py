@@ -74,6 +74,7 @@ class SUTSettings:
     seq_bucket: int | None = 1
     sort_by_length: bool = True
     batch_wait_s: float = 0.0
+    expected_samples: int | None = None  # the progress bar's total (and so its ETA)
 
     def __post_init__(self) -> None:
         if self.batch_size < 1:
@@ -236,7 +237,7 @@ class LoadGenSUT:
             from tqdm import tqdm
 
             self._responses.progress = tqdm(desc="samples", unit="sample", mininterval=1.0,
-                                            leave=False)
+                                            total=self.settings.expected_samples, leave=False)
         if self.settings.deadline_s is not None:
             self._deadline = time.monotonic() + self.settings.deadline_s
         self._dispatch.open()
