@@ -28,7 +28,7 @@ from pydantic.dataclasses import dataclass as pydantic_dataclass
 from backends import formats, tensor_names
 from backends.base import Backend, BackendError, FeatureBatch, first_line, usable_cores
 from backends.model_safety import check_onnx_model
-from common.settings import STRICT, Text, Whole, choice, setting
+from common.settings import STRICT, Whole, choice, setting
 
 if importlib.util.find_spec("onnx") is None:  # lets the registry name the [onnx] extra
     raise ImportError("No module named 'onnx'", name="onnx")
@@ -50,7 +50,7 @@ class OnnxRuntimeOptions:
 
     graph_optimization_level: choice(tuple(GRAPH_OPT_LEVELS)) = setting(  # type: ignore
         "all", choices=tuple(GRAPH_OPT_LEVELS), help="ONNX Runtime's graph optimisations")
-    custom_ops_library: Text | None = setting(
+    custom_ops_library: Path | None = setting(
         None, help="PATH of an ONNX Runtime custom-op library you trust (default none); its "
         "operator domains are then allowed")
     optimizer: choice(("none", "transformers")) = setting(  # type: ignore

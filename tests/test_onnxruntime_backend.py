@@ -13,6 +13,8 @@ import numpy as np
 import pytest
 
 from backends import BackendError, BackendSettings, FeatureBatch, get_backend_class
+from common.errors import ConfigError
+from common.settings import build
 from models import export_onnx
 from models.export_onnx import ModelExportError, export_hf_qa_to_onnx
 from tests.helpers import CPU_1T, needs, open_backend, random_batch, torch_logits
@@ -179,8 +181,8 @@ def test_bad_settings(exported: tuple[str, Path]) -> None:
     bad_level = BackendSettings(device="cpu", options={"graph_optimization_level": "max"})
     with pytest.raises(BackendError, match="disabled, basic, extended, all"):
         open_backend("onnxruntime", exported[1], bad_level)
-    with pytest.raises(BackendError, match="cpu, gpu, auto"):
-        open_backend("onnxruntime", exported[1], BackendSettings(device="tpu"))
+    with pytest.raises(ConfigError, match="cpu, gpu, auto"):  # refused before any backend
+        build(BackendSettings, {"device": "tpu"})
 
 
 def test_predict_needs_a_loaded_model(exported: tuple[str, Path]) -> None:

@@ -10,6 +10,8 @@ import numpy as np
 import pytest
 
 from backends import BackendError, BackendSettings, FeatureBatch
+from common.errors import ConfigError
+from common.settings import build
 from models.catalog import resolve_model
 from tests.helpers import (
     FAST_CONF,
@@ -141,10 +143,11 @@ def test_fixed_sequence_length_and_settings_errors(model_pb) -> None:
     with open_backend("tensorflow", model_pb) as backend:
         with pytest.raises(BackendError, match="exactly 384 tokens"):
             backend.predict(random_batch(batch=1, seq=128))
-    with pytest.raises(BackendError, match="cpu, gpu, auto"):
-        open_backend("tensorflow", model_pb, BackendSettings(device="tpu"))
-    with pytest.raises(BackendError, match="integer >= 0"):
-        open_backend("tensorflow", model_pb, BackendSettings(intra_op_threads=-1))
+    # bad shared settings never reach a backend: the settings refuse them when made
+    with pytest.raises(ConfigError, match="cpu, gpu, auto"):
+        build(BackendSettings, {"device": "tpu"})
+    with pytest.raises(ConfigError, match="a whole number from 0"):
+        build(BackendSettings, {"intra_op_threads": -1})
     backend = open_backend("tensorflow", model_pb)
     backend.close()
     with pytest.raises(BackendError, match="load"):
