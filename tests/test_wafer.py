@@ -575,8 +575,8 @@ def test_the_harness_wafer_plan_times_the_squad_features_real_lengths(tmp_path, 
 
 
 def test_the_plan_sizes_loadgens_test_unless_expect_user_conf(tmp_path) -> None:
+    from harness.loadgen.scenarios import TABLE
     from harness.loadgen.settings import expected_lines, resolved_user_conf
-    from harness.runner import DEVICE_BATCH_SCENARIOS
 
     wafer = get_backend_class("wafer")
     timing = {"arch": "bert-large", "numerics": "null"}
@@ -586,7 +586,7 @@ def test_the_plan_sizes_loadgens_test_unless_expect_user_conf(tmp_path) -> None:
     assert expected == {"samples_per_s": planned.throughput, "latency_s": planned.latency_s}
     assert isinstance(backend, TimedDevice) and backend.preferred_batch_size() == 64
     # the harness's table: the device's batch applies to Offline only
-    assert DEVICE_BATCH_SCENARIOS == {"Offline"}
+    assert {name for name, entry in TABLE.items() if entry.device_batch} == {"Offline"}
     kept = wafer(BackendSettings(device="cpu", options={**timing, "expect": "user.conf"}))
     assert kept.expected_performance(None) is None
     with pytest.raises(BackendError, match="option expect: got 'maybe'; expected one of plan, "

@@ -29,7 +29,7 @@ from harness.loadgen.scenarios import EXPECTATION_BOUNDS, TABLE
 # Offline errs high, the others low (see the module doc); caps keep LoadGen's pre-generated
 # queries in memory bounds on a backend that answers at once (the null backend).
 MARGIN = {"Offline": 2.0, "Server": 0.5, "SingleStream": 0.5, "MultiStream": 0.5}
-MAX_SIZED_QPS = {"Offline": 1_000_000.0, "Server": 1_000.0}
+MAX_SIZED_QPS = {"Offline": 1_000_000.0, "Server": 200.0}
 MIN_SIZED_LATENCY_MS = 0.05
 LOADGEN_MODEL = "bert"
 # The harness's own cost per backend call (queues, logits assembly, LoadGen's completion):
