@@ -26,6 +26,7 @@ from common.files import (
     ensure_file,
     file_md5,
     file_sha256,
+    refuse_links,
     slug,
     write_json_atomic,
 )
@@ -263,6 +264,8 @@ def resolve_model(
         spec = ModelSpec(name, f"local {path}", fmt, "fp32", backend,
                          local_dirs=(str(formats.checkpoint_dir(path)),) if hf else ())
         source_path = None if hf else path
+    # the store's folders are written and replaced: never through a link planted there
+    refuse_links(store, store / spec.name, "the model store")
     derive_to = None
     if spec.format not in entry.formats:
         # a Hugging Face checkpoint is exported for backends that load ONNX or frozen graphs
