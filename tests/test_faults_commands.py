@@ -8,13 +8,17 @@ deleted, and what was kept.
 
 from __future__ import annotations
 
+import json
 import shutil
+import signal
+import subprocess
+import sys
 import time
 from pathlib import Path
 
 import pytest
 
-from tests.test_faults import REPO, args_for, cli, one_error_line
+from tests.test_faults import BOUND_S, REPO, args_for, cli, one_error_line
 
 FAST_S = 20  # a refusal that reads no data and runs nothing ends well within this
 
@@ -140,3 +144,103 @@ def test_a_list_in_a_description_file_is_one_line(workspace: Path,
     assert done.returncode == 2, done.stderr
     assert "system_type must be a string" in one_error_line(done.stderr)
 
+
+
+# ---- sweeps: damaged records heal, one sweep at a time, args cannot change the measure ----
+
+ONE_POINT = """
+[sweep]
+name = "{name}"
+
+[base]
+scenario = "Offline"
+backend = "null"
+short = true
+max_examples = 20
+min_duration_ms = 500
+min_query_count = 1
+backend_options = {{ delay_ms = 1 }}
+
+[points]
+batch_size = [1]
+"""
+
+
+def _sweep(root: Path, name: str, *extra: str, text: str = ONE_POINT,
+           wait: bool = True) -> subprocess.CompletedProcess | subprocess.Popen:
+    path = root / f"{name}.toml"
+    path.write_text(text.format(name=name), encoding="utf-8")
+    argv = [sys.executable, "-m", "harness", "sweep", str(path), "--no-progress",
+            "--no-distribution", "--results-dir", str(root / "sweeps-out"), "--mirror",
+            str(root / "datasets" / "squad"), "--no-download", *extra]
+    if not wait:
+        return subprocess.Popen(argv, cwd=root, stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE, text=True)
+    return subprocess.run(argv, cwd=root, capture_output=True, text=True, timeout=BOUND_S)
+
+
+@pytest.mark.parametrize("damage", [b"\x00\xff\xfe binary", b"[1, 2, 3]\n"])
+def test_a_damaged_point_is_run_again_with_a_warning(workspace: Path, damage: bytes) -> None:
+    name = "heal-binary" if b"\x00" in damage else "heal-list"
+    first = _sweep(workspace, name)
+    assert first.returncode == 0, first.stderr
+    folder = workspace / "sweeps-out" / name
+    result = next(folder.glob("points/*/**/performance/run_1/result.json"))
+    result.write_bytes(damage)
+    # compare reads it in one line (the damage is the message), never a traceback
+    compared = cli(workspace, "compare", str(result.parent), str(result.parent))
+    assert compared.returncode == 2, compared.stderr
+    assert "result.json" in one_error_line(compared.stderr)
+    again = _sweep(workspace, name)
+    assert again.returncode == 0, again.stderr
+    assert "Traceback" not in again.stderr
+    assert "warning: point batch_size=1: " in again.stderr and "running it again" in again.stderr
+    assert json.loads(result.read_text())["scenario"] == "Offline"  # a fresh run
+    history = result.parent.parent.parent / "history"
+    assert [p.read_bytes() for p in history.glob("performance-run_1-replaced-*/result.json")] \
+        == [damage]
+
+
+def test_a_json_list_as_sweep_json_is_one_line_in_compare(workspace: Path,
+                                                          tmp_path: Path) -> None:
+    for side in ("a", "b"):
+        (tmp_path / side).mkdir()
+        (tmp_path / side / "sweep.json").write_text("[1, 2]\n")
+    done = cli(workspace, "compare", str(tmp_path / "a"), str(tmp_path / "b"))
+    assert done.returncode == 2, done.stderr
+    assert "not a JSON object" in one_error_line(done.stderr)
+
+
+def test_a_second_sweep_into_the_same_folder_is_refused(workspace: Path) -> None:
+    slow = ONE_POINT.replace("min_duration_ms = 500", "min_duration_ms = 600000").replace(
+        "delay_ms = 1", "delay_ms = 20")
+    first = _sweep(workspace, "busy", text=slow, wait=False)
+    folder = workspace / "sweeps-out" / "busy"
+    try:
+        ends = time.monotonic() + BOUND_S
+        while not list(folder.glob("points/*/point.json")):
+            assert time.monotonic() < ends and first.poll() is None, "the sweep never started"
+            time.sleep(0.2)
+        started = time.monotonic()
+        second = _sweep(workspace, "busy", text=slow)
+        assert time.monotonic() - started < FAST_S
+        assert second.returncode == 2, second.stderr
+        assert "another sweep is running in" in one_error_line(second.stderr)
+        assert first.poll() is None  # the first goes on, its point untouched
+        assert json.loads(next(folder.glob("points/*/point.json")).read_text())["status"] \
+            == "running"
+    finally:
+        first.send_signal(signal.SIGINT)
+        first.communicate(timeout=BOUND_S)
+    assert first.returncode == 130
+
+
+@pytest.mark.parametrize("words", [["--scenario", "SingleStream"], ["--scen=SingleStream"],
+                                   ["--results-dir", "/tmp/elsewhere"], ["--results", "x"]])
+def test_a_sweeps_args_cannot_change_what_it_measures(workspace: Path, words: list[str]) -> None:
+    text = ONE_POINT.replace("[points]", f"args = {json.dumps(words)}\n\n[points]")
+    done = _sweep(workspace, "args", "--list", text=text)
+    assert done.returncode == 2, done.stderr
+    line = one_error_line(done.stderr)
+    assert "[base] args: --" in line and ("scenario in [base]" in line or
+                                          "set by the sweep itself" in line)

@@ -33,6 +33,7 @@ from harness.sweep.launch import (
     point_folder,
     run_point,
     status_of,
+    sweep_lock,
 )
 from harness.sweep.peak import (
     PeakResult,
@@ -440,7 +441,13 @@ def point_states(spec: SweepSpec, options: SweepOptions) -> list[PointRun]:
 
 def run_sweep(spec: SweepSpec, options: SweepOptions) -> SweepOutcome:
     """Run the sweep; raise :class:`SweepInterrupted` on Ctrl-C or SIGTERM (finished points
-    stay, and the table says what is done)."""
+    stay, and the table says what is done). A second sweep into the same folder meanwhile is
+    refused (:func:`sweep_lock`)."""
+    with sweep_lock(sweep_folder(spec, options.results_dir)):
+        return _run_sweep(spec, options)
+
+
+def _run_sweep(spec: SweepSpec, options: SweepOptions) -> SweepOutcome:
     method = options.peak_method or spec.peak.method
     points = plan_points(spec, options.find_peak)
     sweep = _Sweep(spec, options)
