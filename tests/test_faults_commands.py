@@ -244,3 +244,40 @@ def test_a_sweeps_args_cannot_change_what_it_measures(workspace: Path, words: li
     line = one_error_line(done.stderr)
     assert "[base] args: --" in line and ("scenario in [base]" in line or
                                           "set by the sweep itself" in line)
+
+
+# ---- signals reach child runs --------------------------------------------------------------
+
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
+def test_a_signal_to_submission_stops_its_child_run_and_keeps_it(
+        workspace: Path, tmp_path: Path, signum: int) -> None:
+    conf = tmp_path / "long.conf"
+    conf.write_text((REPO / "user.conf").read_text() + "bert.Offline.min_duration = 600000\n"
+                    "bert.Offline.target_qps = 25\n")
+    results = tmp_path / "results"
+    parent = subprocess.Popen(
+        [sys.executable, "-m", "harness", "submission", "--backend", "null",
+         "--backend-option", "delay_ms=40", "--short", "--max-examples", "40", "--scenarios",
+         "Offline", "--user-conf", str(conf), "--results-dir", str(results), "--out",
+         str(tmp_path / "sub"), "--mirror", str(workspace / "datasets" / "squad"),
+         "--no-download", "--no-progress"],
+        cwd=workspace, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    pattern = "*/*/Offline/performance/.run_1.staging-*/mlperf_log_detail.txt"
+    ends = time.monotonic() + BOUND_S
+    while not list(results.glob(pattern)):
+        assert time.monotonic() < ends and parent.poll() is None, parent.communicate()
+        time.sleep(0.2)
+    time.sleep(1.0)
+    parent.send_signal(signum)
+    sent = time.monotonic()
+    _, stderr = parent.communicate(timeout=BOUND_S)
+    assert time.monotonic() - sent < FAST_S
+    assert parent.returncode == 128 + signum, stderr
+    assert "Traceback" not in stderr
+    kept = list((results).glob("*/*/Offline/performance/run_1.interrupted-*"))
+    assert len(kept) == 1, stderr
+    assert (kept[0] / "mlperf_log_detail.txt").is_file()
+    assert not list(results.glob("*/*/Offline/performance/.run_1.staging-*"))  # none hidden
+    last = stderr.strip().splitlines()[-1]
+    assert last.startswith("error: the Offline performance run was interrupted; its logs are "
+                           f"kept in {kept[0]}")

@@ -222,7 +222,7 @@ def _scenario_runs(config: SubmissionConfig, template: RunConfig, model, scenari
             raise runs.SubmissionError(f"{spec.label}: {path} cannot be used ("
                                        f"{'; '.join(problems)}) and --no-run was given")
         log(f"{spec.label}: {path}: {'; '.join(problems)}; running it")
-        runs.launch(template, spec, runs.tuned_user_conf(template, scenario_dir), log)
+        runs.launch(template, spec, runs.tuned_user_conf(template, scenario_dir), log, path)
         problems = runs.problems_with(path, spec, template, model.md5)
         for _ in range(runs.TUNE_ATTEMPTS if config.tune and spec == specs["performance"]
                        else 0):
@@ -231,7 +231,7 @@ def _scenario_runs(config: SubmissionConfig, template: RunConfig, model, scenari
                 break
             log(f"{spec.label}: {'; '.join(problems)}; running it again with the "
                 f"target_qps in {tuned}")
-            runs.launch(template, spec, tuned, log)
+            runs.launch(template, spec, tuned, log, path)
             problems = runs.problems_with(path, spec, template, model.md5)
         if problems:
             raise runs.SubmissionError(
