@@ -18,9 +18,28 @@ from pathlib import Path
 
 import pytest
 
-from tests.test_faults import BOUND_S, REPO, args_for, cli, one_error_line
+REPO = Path(__file__).resolve().parents[1]
+BOUND_S = 120  # a command that should end in seconds and has not after this is hung
 
 FAST_S = 20  # a refusal that reads no data and runs nothing ends well within this
+
+
+def args_for(root: Path, *extra: str) -> list[str]:
+    """A short Offline run of the null backend on the first questions."""
+    return ["run", "--backend", "null", "--scenario", "Offline", "--short",
+            "--max-examples", "40", "--no-progress", "--no-download",
+            "--mirror", str(root / "datasets" / "squad"), *extra]
+
+
+def cli(root: Path, *args: str, timeout: float = BOUND_S) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "harness", *args], cwd=root,
+                          capture_output=True, text=True, timeout=timeout)
+
+
+def one_error_line(stderr: str) -> str:
+    assert "Traceback" not in stderr, stderr
+    assert stderr.count("error: ") == 1, stderr
+    return stderr[stderr.index("error: "):]
 
 
 @pytest.fixture(scope="module")
