@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import os
 import shlex
 import shutil
@@ -104,6 +105,8 @@ def read_description_file(path: Path | None) -> dict[str, Any]:
     except OSError as exc:
         raise ConfigError(f"{path}: cannot read the description file "
                           f"({exc.strerror or exc})") from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{path}: not UTF-8 text (byte {exc.start})") from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{path}: not TOML ({exc})") from None
     unknown = set(data) - {*TEXT_KEYS, *TABLE_KEYS}
@@ -116,11 +119,23 @@ def read_description_file(path: Path | None) -> dict[str, Any]:
         if key in data and not isinstance(data[key], dict):
             raise ConfigError(f"{path}: [{key}] must be a table, not "
                               f"{type(data[key]).__name__}")
+    for key in TABLE_KEYS:
+        for field, value in data.get(key, {}).items():
+            if not _json_scalar(value):
+                raise ConfigError(f"{path}: [{key}] {field} must be text, a number or true/"
+                                  f"false, not {value!r}"[:300])
     wrong = set(data.get("system", {})) - set(system_desc.FIELDS) - set(system_desc.POWER_FIELDS)
     if wrong:
         raise ConfigError(f"{path}: [system] has fields the system description does not: "
                           f"{', '.join(sorted(wrong))}")
     return data
+
+
+def _json_scalar(value: Any) -> bool:
+    """A value the tree's JSON files can hold as it is: text, a finite number, true/false."""
+    if isinstance(value, float):
+        return math.isfinite(value)
+    return isinstance(value, (str, int, bool))
 
 
 @dataclasses.dataclass(frozen=True)
