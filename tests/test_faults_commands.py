@@ -9,6 +9,7 @@ deleted, and what was kept.
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import signal
 import subprocess
@@ -17,6 +18,11 @@ import time
 from pathlib import Path
 
 import pytest
+
+from backends.base import BackendError
+from backends.wafer.spec import load_spec
+from common.errors import ConfigError
+from models.catalog import resolve_model
 
 REPO = Path(__file__).resolve().parents[1]
 BOUND_S = 120  # a command that should end in seconds and has not after this is hung
@@ -300,3 +306,52 @@ def test_a_signal_to_submission_stops_its_child_run_and_keeps_it(
     last = stderr.strip().splitlines()[-1]
     assert last.startswith("error: the Offline performance run was interrupted; its logs are "
                            f"kept in {kept[0]}")
+
+
+# ---- bounded waits, errors that suggest ---------------------------------------------------
+
+@pytest.mark.parametrize("inside", [False, True])
+def test_a_fifo_as_the_model_ends_at_once(workspace: Path, tmp_path: Path,
+                                          inside: bool) -> None:
+    """Reading a FIFO blocks until a writer comes: refused before anything opens it."""
+    if inside:  # a checkpoint folder whose weights are a FIFO
+        folder = tmp_path / "ckpt"
+        folder.mkdir()
+        (folder / "config.json").write_text("{}")
+        os.mkfifo(folder / "model.safetensors")
+        model = folder
+    else:
+        model = tmp_path / "model.onnx"
+        os.mkfifo(model)
+    started = time.monotonic()
+    done = cli(workspace, *args_for(workspace, "--model", str(model), "--results-dir",
+                                    str(tmp_path / "r")), timeout=60)
+    assert time.monotonic() - started < FAST_S
+    assert done.returncode == 2, done.stderr
+    assert "not a regular file but a FIFO" in one_error_line(done.stderr)
+
+
+@pytest.mark.parametrize("name, suggested", [
+    ("bert-large", "bert-large-fp32-onnx"), ("bert-larg-fp32-onnx", "bert-large-fp32-onnx"),
+    ("minilm", "minilm-l6-squad-demo")])
+def test_an_unknown_model_suggests_the_catalog_name(tmp_path: Path, name: str,
+                                                    suggested: str) -> None:
+    with pytest.raises(ConfigError, match=rf"unknown model '{name}' \(did you mean {suggested}"):
+        resolve_model(name, "null", store=tmp_path)
+
+
+@pytest.mark.parametrize("backend, model, right", [
+    ("tensorflow", "m.onnx", "--backend onnxruntime"),
+    ("pytorch", "m.onnx", "--backend onnxruntime"),
+    ("onnxruntime", "m.pb", "--backend tensorflow"),
+    ("onnxruntime", "m.pytorch", "--backend pytorch")])
+def test_a_model_file_for_another_backend_names_the_right_one(
+        tmp_path: Path, backend: str, model: str, right: str) -> None:
+    (tmp_path / model).write_bytes(b"not a real model")
+    with pytest.raises(ConfigError, match=f"which backend '{backend}' cannot run.*use {right},"):
+        resolve_model(str(tmp_path / model), backend, store=tmp_path / "store")
+
+
+def test_an_unknown_wafer_preset_suggests_one() -> None:
+    with pytest.raises(BackendError, match=r"wafer spec 'wse-2' \(did you mean wse2\?\)"):
+        load_spec("wse-2")
