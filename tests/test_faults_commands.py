@@ -394,3 +394,32 @@ def test_the_wafer_answer_computation_stops_within_one_call_of_a_stop() -> None:
     stopping.clear_stop()
     assert not thread.is_alive() and time.monotonic() - asked < 2
     assert isinstance(outcome[0], stopping.StopRequested), outcome
+
+
+def _interrupt_long_point(workspace: Path, name: str, text: str, *extra: str) -> str:
+    """Run the sweep until its 600 s point is in LoadGen, Ctrl-C it; its stderr."""
+    sweep = _sweep(workspace, name, *extra, text=text, wait=False)
+    folder = workspace / "sweeps-out" / name
+    ends = time.monotonic() + BOUND_S
+    while not list(folder.glob("points/dur600000-*/*/*/Offline/performance/.run_1.staging-*/"
+                               "mlperf_log_detail.txt")):
+        assert time.monotonic() < ends and sweep.poll() is None, sweep.communicate()
+        time.sleep(0.2)
+    time.sleep(1.0)
+    sweep.send_signal(signal.SIGINT)
+    _, stderr = sweep.communicate(timeout=BOUND_S)
+    assert sweep.returncode == 130, stderr
+    assert "Traceback" not in stderr
+    return stderr
+
+
+def test_an_interrupted_rerun_says_which_runs_it_kept(workspace: Path) -> None:
+    text = ONE_POINT.replace("batch_size = [1]", "min_duration_ms = [500, 600000]").replace(
+        "delay_ms = 1", "delay_ms = 20")
+    _interrupt_long_point(workspace, "rerun", text)
+    stderr = _interrupt_long_point(workspace, "rerun", text, "--rerun")
+    assert "1 finished points are kept" in stderr
+    assert "--rerun measured 1 point(s) again" in stderr
+    assert "0 still hold their earlier run" in stderr
+    quick = next((workspace / "sweeps-out" / "rerun").glob("points/dur500-*"))
+    assert len(list(quick.glob("*/*/Offline/history/performance-run_1-replaced-*"))) == 1

@@ -508,5 +508,12 @@ def _run_sweep(spec: SweepSpec, options: SweepOptions) -> SweepOutcome:
 
 def _stopped_text(sweep: _Sweep, rows: list[dict[str, Any]]) -> str:
     done = sum(1 for r in rows if r["status"] == "done")
-    return (f"sweep {sweep.spec.name} stopped; {done} finished points are kept in "
+    text = (f"sweep {sweep.spec.name} stopped; {done} finished points are kept in "
             f"{sweep.folder}/points (re-run the same command to resume)")
+    if sweep.options.rerun:  # which measurements are new, which are the earlier ones
+        again = len(sweep.rerun_done)
+        text += (f"; --rerun measured {again} point(s) again (their earlier runs are in each "
+                 f"point's history/), {max(0, done - again)} still hold their earlier run, and "
+                 "the interrupted point keeps its earlier run beside this attempt's "
+                 "run_1.interrupted-*; without --rerun the next sweep keeps them all")
+    return text
