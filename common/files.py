@@ -109,18 +109,18 @@ def refuse_links(root: Path, path: Path, what: str = "the tree") -> Path:
     try:
         parts = path.relative_to(root).parts
     except ValueError:
-        raise HarnessError(f"{path} is outside {root}; {what} is only written inside it") \
+        raise HarnessError(f"{path} is outside {root}; {what}: only written inside it") \
             from None
     if ".." in parts:
-        raise HarnessError(f"{path}: '..' in a path below {root}; {what} is only written "
+        raise HarnessError(f"{path}: '..' in a path below {root}; {what}: only written "
                            "inside it")
     current = root
     for part in parts:
         current = current / part
         if current.is_symlink():
             raise HarnessError(f"{current} is a symbolic link (to {os.readlink(current)}); "
-                               f"{what} is not written through links below {root}: remove "
-                               "it (the top folder itself may be a link)")
+                               f"nothing is written through a link below {root} ({what}): "
+                               "remove it (the top folder itself may be a link)")
         if not current.exists():
             break
     return path
