@@ -17,6 +17,7 @@ import os
 import re
 import shutil
 import tempfile
+import unicodedata
 import urllib.request
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -72,10 +73,12 @@ def slug(text: str) -> str:
     dot or a dash (so never ``.``, ``..`` or hidden), at most 100 characters.
 
     ASCII punctuation and spaces become dashes (``My System`` -> ``my-system``); a name that
-    loses more (non-ASCII letters, nothing left, cut at 100 characters) gets the first 8 hex
-    digits of its sha256, so two distinct such names never share a folder."""
+    loses more (accents or other non-ASCII letters, nothing left, cut at 100 characters)
+    gets the first 8 hex digits of its sha256 (``Système`` -> ``systeme-1abaf88d``), so two
+    distinct such names never share a folder."""
     text = str(text)
-    name = re.sub(r"[^a-z0-9._-]+", "-", text.lower()).strip("-.")
+    plain = unicodedata.normalize("NFKD", text).encode("ascii", "ignore").decode("ascii")
+    name = re.sub(r"[^a-z0-9._-]+", "-", plain.lower()).strip("-.")
     lossy = not name or len(name) > _SLUG_MAX or not text.isascii()
     name = name[:_SLUG_MAX - 9].strip("-.") if lossy else name
     if lossy:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -18,10 +19,13 @@ import time
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from backends.base import BackendError
 from backends.wafer.spec import load_spec
 from common.errors import ConfigError
+from common.files import path_component, slug
 from models.catalog import resolve_model
 
 REPO = Path(__file__).resolve().parents[1]
@@ -423,3 +427,28 @@ def test_an_interrupted_rerun_says_which_runs_it_kept(workspace: Path) -> None:
     assert "0 still hold their earlier run" in stderr
     quick = next((workspace / "sweeps-out" / "rerun").glob("points/dur500-*"))
     assert len(list(quick.glob("*/*/Offline/history/performance-run_1-replaced-*"))) == 1
+
+
+# ---- names as path components --------------------------------------------------------------
+
+@settings(max_examples=100, deadline=None)
+@given(a=st.text(max_size=120), b=st.text(max_size=120))
+def test_a_slug_is_one_safe_component_and_distinct_lossy_names_stay_distinct(
+        a: str, b: str) -> None:
+    for text in (a, b):
+        name = slug(text)
+        assert re.fullmatch(r"[a-z0-9_][a-z0-9._-]{0,99}", name), name  # never . - or /
+    if a != b and not a.isascii() and not b.isascii():  # the two Système-like names
+        assert slug(a) != slug(b)
+
+
+def test_plain_ascii_names_keep_their_folders() -> None:
+    """Existing results stay where they are: only lossy names gain a hash."""
+    assert slug("My System") == "my-system"
+    assert slug("amd-epyc-2c-null") == "amd-epyc-2c-null"
+    assert slug("Système") != slug("Systeme") and slug("Système").startswith("systeme-")
+
+
+@pytest.mark.parametrize("name", ["NVIDIA", "my-org", "Org_2.0+x"])
+def test_a_plain_submitter_is_kept_as_it_is(name: str) -> None:
+    assert path_component(name, "submitter") == name
