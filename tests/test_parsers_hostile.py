@@ -33,6 +33,7 @@ from backends.wafer.spec import FIELDS as WAFER_FIELDS
 from backends.wafer.spec import KINDS, load_spec
 from common.errors import HarnessError
 from harness.config import RunConfig, settings_file_values, sweep_keys
+from harness.loadgen.results import parse_detail_log
 from harness.loadgen.settings import USER_CONF_KEYS, check_user_conf
 from harness.submission import system_desc
 from harness.submission.tree import SubmissionConfig, _plan, read_description_file
@@ -280,3 +281,30 @@ def test_the_helpers_write_what_tomllib_reads() -> None:
     table = {"a": 1, "b": "../x", "c": [1.5, True], "d": {"e": "Système"}}
     assert tomllib.loads(toml_text({"t": table})) == {"t": table}
     assert dataclasses.is_dataclass(RunConfig)
+
+
+# ---- LoadGen's detail log as the harness reads it back (sweeps, compare, results) ----------
+
+JSON_VALUES = st.recursive(
+    st.one_of(st.none(), st.booleans(), st.integers(), st.floats(allow_nan=False),
+              st.text(max_size=12)),
+    lambda inner: st.one_of(st.lists(inner, max_size=3),
+                            st.dictionaries(st.text(max_size=6), inner, max_size=3)),
+    max_leaves=8)
+DETAIL_KEYS = ["result_validity", "result_invalid_reason", "result_samples_per_second",
+               "result_completed_samples_per_sec", "result_qps_with_loadgen_overhead",
+               "effective_samples_per_query", "result_query_count",
+               "result_99.00_percentile_latency_ns", "result_min_latency_ns",
+               "result_min_duration_met", "early_stopping_result"]
+MLLOG_LINE = st.one_of(
+    st.builds(lambda k, v, m: ":::MLLOG " + json.dumps({"key": k, "value": v, "metadata": m}),
+              st.one_of(st.sampled_from(DETAIL_KEYS), JSON_VALUES), JSON_VALUES, JSON_VALUES),
+    st.text(max_size=40).map(lambda t: ":::MLLOG " + t), st.text(max_size=40))
+
+
+@FAST
+@given(lines=st.lists(MLLOG_LINE, max_size=10))
+def test_detail_logs_read_back(tmp_path: Path, lines: list[str]) -> None:
+    path = tmp_path / "mlperf_log_detail.txt"
+    path.write_text("\n".join(lines), encoding="utf-8", errors="surrogatepass")
+    survives(lambda p: parse_detail_log(p, "Offline", "performance"), path, (HarnessError,))

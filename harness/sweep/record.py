@@ -46,12 +46,14 @@ def find_run(folder: Path) -> Path | None:
 
 def readable_run(folder: Path) -> tuple[Path | None, str | None]:
     """``(run, None)`` for the finished run in ``folder`` whose figures can be read,
-    ``(None, why)`` when a run there is damaged (a binary or non-object ``result.json``,
-    several runs), ``(None, None)`` when there is none. A sweep re-runs a damaged point."""
+    ``(None, why)`` when a run there is damaged (a binary or non-object ``result.json`` or
+    ``settings.json``, several runs), ``(None, None)`` when there is none. A sweep re-runs
+    a damaged point."""
     try:
         run = find_run(folder)
         if run is not None:
             run_figures(run)
+            run_settings(run)
     except HarnessError as exc:
         return None, str(exc)
     return run, None
