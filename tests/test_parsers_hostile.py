@@ -39,6 +39,7 @@ from harness.submission import system_desc
 from harness.submission.tree import SubmissionConfig, _plan, read_description_file
 from harness.sweep.plan import base_conf_text, expand
 from harness.sweep.spec import AXES, BASE_ONLY, load_sweep
+from squad.postprocess import read_accuracy_log
 
 pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")  # warnings are allowed
 REPO = Path(__file__).resolve().parents[1]
@@ -308,3 +309,22 @@ def test_detail_logs_read_back(tmp_path: Path, lines: list[str]) -> None:
     path = tmp_path / "mlperf_log_detail.txt"
     path.write_text("\n".join(lines), encoding="utf-8", errors="surrogatepass")
     survives(lambda p: parse_detail_log(p, "Offline", "performance"), path, (HarnessError,))
+
+
+# ---- LoadGen's accuracy log (harness score, accuracy runs, the submission's rescoring) ------
+
+ACCURACY_ENTRY = st.one_of(
+    st.fixed_dictionaries({"qsl_idx": st.one_of(st.integers(-2, 10), JSON_VALUES),
+                           "data": st.one_of(st.binary(max_size=24).map(bytes.hex),
+                                             st.text(max_size=12), JSON_VALUES)}),
+    JSON_VALUES)
+
+
+@FAST
+@given(entries=st.one_of(st.lists(ACCURACY_ENTRY, max_size=6), JSON_VALUES),
+       deep=st.integers(0, 3000))
+def test_accuracy_logs(tmp_path: Path, entries: Any, deep: int) -> None:
+    path = tmp_path / "mlperf_log_accuracy.json"
+    text = json.dumps(entries) if deep < 2000 else "[" * deep + "]" * deep
+    path.write_text(text, encoding="utf-8")
+    survives(read_accuracy_log, path, (HarnessError,))
