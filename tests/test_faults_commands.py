@@ -26,6 +26,7 @@ from backends.base import BackendError
 from backends.wafer.spec import load_spec
 from common.errors import ConfigError
 from common.files import path_component, slug
+from harness.loadgen.results import run_dir
 from models.catalog import resolve_model
 
 REPO = Path(__file__).resolve().parents[1]
@@ -151,6 +152,16 @@ def test_a_link_planted_in_the_model_store_is_refused(workspace: Path,
     assert list(outside.iterdir()) == []
 
 
+def test_two_non_ascii_system_names_get_two_result_folders(tmp_path: Path) -> None:
+    """Both used to become ``unnamed``, the second run replacing the first's result."""
+    first, second = (run_dir(tmp_path, name, "minilm-l6-squad-demo", "Offline", "performance")
+                     for name in ("Système", "Sistêma"))
+    assert first != second
+    for path in (first, second):
+        assert path.relative_to(tmp_path).parts[0].isascii()
+
+
+@pytest.mark.slow  # two real runs: the fast form is the case above
 def test_two_non_ascii_system_names_get_two_folders(workspace: Path,
                                                     tmp_path: Path) -> None:
     results = tmp_path / "results"
