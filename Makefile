@@ -11,6 +11,8 @@ SHORT       ?= 1
 MAX_EXAMPLES ?=
 MIRROR      ?= ../shared/squad
 SYSTEM      ?=
+TARGET_QPS  ?=
+TARGET_LATENCY_MS ?=
 ARGS        ?=
 SCENARIOS   ?=
 BENCHMARK   ?= bert-99
@@ -25,7 +27,9 @@ RUN_FLAGS = --scenario $(call q,$(SCENARIO)) --backend $(call q,$(BACKEND)) \
 	--threads $(call q,$(THREADS)) \
 	--mirror $(call q,$(MIRROR)) $(if $(filter 1,$(SHORT)),--short) \
 	$(if $(MAX_EXAMPLES),--max-examples $(call q,$(MAX_EXAMPLES))) \
-	$(if $(SYSTEM),--system $(call q,$(SYSTEM))) $(ARGS)
+	$(if $(SYSTEM),--system $(call q,$(SYSTEM))) \
+	$(if $(TARGET_QPS),--target-qps $(call q,$(TARGET_QPS))) \
+	$(if $(TARGET_LATENCY_MS),--target-latency-ms $(call q,$(TARGET_LATENCY_MS))) $(ARGS)
 
 .PHONY: help install data model run accuracy agree sweep compare published published-table report submission test test-fast lint bench bench-offline bench-backends bench-wafer clean
 
@@ -35,6 +39,7 @@ help: ## list targets and variables
 	@echo "           BACKEND=$(BACKEND) MODEL=$(MODEL) BATCH=$(or $(BATCH),auto) THREADS=$(THREADS)"
 	@echo "           SHORT=$(SHORT) (1: 10 s short run, INVALID for submissions; 0: MLPerf rules)"
 	@echo "           MAX_EXAMPLES=N (first N questions) MIRROR=$(MIRROR) SYSTEM=name ARGS=..."
+	@echo "           TARGET_QPS=N TARGET_LATENCY_MS=N (default: sized from the warm-up)"
 	@echo "           BENCHMARK=$(BENCHMARK) SCENARIOS=$(or $(SCENARIOS),required) (make submission)"
 	@echo "           SWEEP=$(SWEEP) (make sweep; ARGS=--find-peak) A=... B=... (make compare)"
 	@echo "every run setting (ARGS=\"--flag value\"), generated from its declaration:"

@@ -2,7 +2,9 @@
 
 A backend knows nothing about LoadGen, scenarios or SQuAD files: it loads one model and
 turns a batch of features into start/end logits. Everything else (batching, response
-buffers, timing, results) lives once in :mod:`harness`.
+buffers, timing, results) lives once in :mod:`harness`. A device that answers
+asynchronously or models its own timing also implements a protocol of
+:mod:`backends.device`.
 """
 
 from __future__ import annotations
@@ -10,7 +12,6 @@ from __future__ import annotations
 import dataclasses
 import os
 from abc import ABC, abstractmethod
-from concurrent.futures import Future
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -86,15 +87,12 @@ class FeatureBatch:
     """A batch of SQuAD features, each row padded to the same length ``S``.
 
     Arrays are ``[B, S]`` integers: ``input_ids`` (WordPiece ids), ``input_mask``
-    (1 for real tokens) and ``segment_ids`` (0 question, 1 context). ``issued_at``: when
-    LoadGen issued the batch's earliest query (``time.monotonic()``, seconds), for a backend
-    that models its own timing (the wafer simulator's arrivals); None outside LoadGen.
+    (1 for real tokens) and ``segment_ids`` (0 question, 1 context).
     """
 
     input_ids: np.ndarray
     input_mask: np.ndarray
     segment_ids: np.ndarray
-    issued_at: float | None = None
 
     def __len__(self) -> int:
         return int(self.input_ids.shape[0])
@@ -165,45 +163,9 @@ class Backend(ABC):
     def predict(self, batch: FeatureBatch) -> tuple[np.ndarray, np.ndarray]:
         """Return ``(start_logits, end_logits)``, each float32 ``[B, S]``."""
 
-    def stage(self, batch: FeatureBatch) -> None:  # noqa: B027 - optional hook
-        """Samples LoadGen is loading, before its timed phase (untimed): a device with its
-        own memory, or a simulator that computes answers ahead, prepares them here. The rows
-        are the full padded features; the default does nothing."""
-
-    def predict_async(self, batch: FeatureBatch) -> Future:
-        """Start a prediction and return at once; the future gives ``(start_logits,
-        end_logits)`` as :meth:`predict` does, or its error.
-
-        Asynchronous devices (a pool of remote workers, a simulated accelerator that answers
-        at modelled times) override this and :meth:`max_in_flight`; the default runs
-        :meth:`predict` before returning an already-finished future.
-        """
-        future: Future = Future()
-        try:
-            future.set_result(self.predict(batch))
-        except BaseException as exc:  # noqa: BLE001 - delivered through the future
-            future.set_exception(exc)
-        return future
-
-    def max_in_flight(self) -> int:
-        """How many :meth:`predict_async` calls may be outstanding at once: 1 for a backend
-        that computes in the caller's thread; more marks an asynchronous device."""
-        return 1
-
     def fixed_sequence_length(self) -> int | None:
         """The sequence length the loaded model requires (MLPerf's TF ``model.pb``: 384), or
         None when it takes any length: the harness then runs each batch at its real length."""
-        return None
-
-    def expected_performance(self, model_path: Path | None) -> dict[str, float] | None:
-        """What a backend that models its own timing will do with ``model_path``, asked
-        before :meth:`load`: ``{"samples_per_s": ..., "latency_s": ...}``, from which the
-        harness sizes LoadGen's test; None (the default): the user.conf says."""
-        return None
-
-    def preferred_batch_size(self, scenario: str) -> int | None:
-        """The batch size this backend wants in ``scenario`` when the user names none;
-        None (the default): the harness's own default."""
         return None
 
     def close(self) -> None:  # noqa: B027 - optional hook, most backends hold nothing

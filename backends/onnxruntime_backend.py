@@ -238,10 +238,14 @@ class OnnxRuntimeBackend(Backend):
 
     def predict_async(self, batch: FeatureBatch) -> Future:
         """With instances > 1, queue the call for the next free session."""
-        if not self._servers:
-            return super().predict_async(batch)
         future: Future = Future()
-        self._calls.put((batch, future))
+        if self._servers:
+            self._calls.put((batch, future))
+            return future
+        try:  # one session: in the caller's thread (max_in_flight 1: the harness's thread)
+            future.set_result(self.predict(batch))
+        except BaseException as exc:  # noqa: BLE001 - delivered through the future
+            future.set_exception(exc)
         return future
 
     def _detect_names(self, session: ort.InferenceSession, path: Path) -> None:

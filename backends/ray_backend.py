@@ -74,7 +74,8 @@ class RayOptions:
 
 
 class RayBackend(Backend):
-    """Spreads batches over Ray actors that each run another registered backend."""
+    """Spreads batches over Ray actors that each run another registered backend (a
+    :class:`backends.device.AsyncDevice`)."""
 
     name = "ray"
     Options = RayOptions
@@ -159,6 +160,7 @@ class RayBackend(Backend):
                                f"{self._inner}: {_cause(exc)}") from None
 
     def max_in_flight(self) -> int:
+        """Calls queued at the actors at once: ``in_flight_per_actor`` each."""
         return max(1, len(self._actors) * self._per_actor)
 
     def predict_async(self, batch: FeatureBatch) -> Future:

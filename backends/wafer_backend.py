@@ -48,7 +48,7 @@ MODEL_VERSION = "wafer-model 1"
 SPEC_PREFIX = "spec."
 NUMERICS_PREFIX = "numerics."
 NO_NUMERICS = "none"
-OFFLINE_BATCH = 64  # see preferred_batch_size
+THROUGHPUT_BATCH = 64  # see preferred_batch_size
 DEFAULT_CACHE = Path(__file__).resolve().parents[1] / "models" / "store" / "wafer-logits"
 DEFAULT_IN_FLIGHT = 4096
 EXPECTS = {"plan": "expected", "low": "low", "high": "high", "user.conf": None}
@@ -104,7 +104,8 @@ class WaferOptions:
 
 
 class WaferBackend(Backend):
-    """Real answers from a numerics backend, released at modelled wafer times."""
+    """Real answers from a numerics backend, released at modelled wafer times (a
+    :class:`backends.device.TimedDevice`)."""
 
     name = "wafer"
     Options = WaferOptions
@@ -217,10 +218,11 @@ class WaferBackend(Backend):
         """What the system name says of this backend: simulated, the preset and release."""
         return f"wafer-simulated-{self.spec.name}-release-{self._options.release}"
 
-    def preferred_batch_size(self, scenario: str) -> int | None:
-        """Offline: calls of 64 samples, so the harness hands out the modelled device's
-        hundreds of thousands of samples/s (at 8 a call it tops out near 90k here)."""
-        return OFFLINE_BATCH if scenario == "Offline" else None
+    def preferred_batch_size(self) -> int | None:
+        """Calls of 64 samples where the harness batches for throughput (Offline), so that
+        it hands out the modelled device's hundreds of thousands of samples/s (at 8 a call
+        it tops out near 90k here)."""
+        return THROUGHPUT_BATCH
 
     def close(self) -> None:
         if self._engine is not None:
@@ -231,6 +233,7 @@ class WaferBackend(Backend):
             self._numerics = None
 
     def max_in_flight(self) -> int:
+        """Calls outstanding at once (option ``in_flight``)."""
         return self._in_flight
 
     # -- numerics ------------------------------------------------------------------------
@@ -302,12 +305,13 @@ class WaferBackend(Backend):
         return self._bank.gather(rows, width)
 
     # -- predictions -----------------------------------------------------------------------
-    def predict_async(self, batch: FeatureBatch) -> Future:
+    def predict_async(self, batch: FeatureBatch, arrival_s: float | None = None) -> Future:
         """The answers now (computed ahead), released at the modelled completion time.
 
-        The device sees the batch arrive when LoadGen issued it (``batch.issued_at``), so the
-        harness's own hop from LoadGen to here is inside the modelled latency, not added."""
-        arrival = time.monotonic() if batch.issued_at is None else batch.issued_at
+        The device sees the batch arrive at ``arrival_s`` (``time.monotonic()`` seconds; the
+        harness passes when LoadGen issued it), so the harness's own hop from LoadGen to here
+        is inside the modelled latency, not added; None: now."""
+        arrival = time.monotonic() if arrival_s is None else arrival_s
         engine = self._engine
         if engine is None or self.plan is None:
             raise BackendError("wafer backend: call load() before predict()")

@@ -424,6 +424,8 @@ def _cmd_run(args: argparse.Namespace, mode: str | None) -> int:
     """Exit 0 for a VALID test (or an accuracy run), 3 for an INVALID one, with a next step."""
     config = _run_config(args, mode)
     outcome = execute(config)
+    if outcome.simulated:
+        print(outcome.simulated)
     print("\n".join(outcome.loadgen.summary_lines()))
     if outcome.accuracy is not None:
         print(outcome.accuracy.text().rstrip())

@@ -22,6 +22,7 @@ from typing import Any, NoReturn
 import numpy as np
 
 from backends import BackendError, get_backend_class, model_backend
+from backends.device import TimedDevice
 from common.errors import ConfigError, HarnessError
 from common.files import file_md5, refuse_links, write_json_atomic
 from harness.config import RunConfig, config_record
@@ -72,6 +73,7 @@ class RunOutcome:
     loadgen: LoadGenResult
     accuracy: Any | None = None
     expectation: float | None = None  # what LoadGen expected: samples/s, or ms a query
+    simulated: str | None = None  # a self-timed device's "SIMULATED: ..." line
 
 
 def _log_settings(outdir: Path, keep_trace: bool = False):
@@ -98,8 +100,9 @@ def execute(config: RunConfig) -> RunOutcome:
             "without a word; remove it (compliance tests: python -m harness compliance)")
     backend_class = get_backend_class(config.backend)  # unknown names fail before any work
     backend = backend_class(config.backend_settings)  # bad options too; load() comes later
-    if config.batch_size is None:
-        preferred = backend.preferred_batch_size(config.scenario)
+    if config.batch_size is None and TABLE[config.scenario].device_batch \
+            and isinstance(backend, TimedDevice):
+        preferred = backend.preferred_batch_size()
         if preferred is not None:
             config = dataclasses.replace(config, batch_size=preferred)
     model = resolve_model(
@@ -118,7 +121,8 @@ def execute(config: RunConfig) -> RunOutcome:
                     model.name, config.scenario, config.mode)
     # a link planted below results/ would carry the run's writes and moves outside
     refuse_links(Path(config.results_dir), final, "a run's results")
-    expected = expected_lines(config.scenario, backend.expected_performance(model.path))
+    expected = expected_lines(config.scenario, backend.expected_performance(model.path)
+                              if isinstance(backend, TimedDevice) else None)
     expected_from = f"the {config.backend} backend's own model"
     if expected:
         print(f"note: LoadGen's test is sized by the {config.backend} backend's own model: "
@@ -163,9 +167,11 @@ def execute(config: RunConfig) -> RunOutcome:
             None if config.max_run_minutes is None else config.max_run_minutes * 60,
         )
         apply_limits(test_settings, limits, config.mode)
-        estimate_s, issued = expected_run_s(test_settings, config.scenario, config.mode,
-                                            len(data.features), warmup["s_per_sample"])
-        warmup.update(estimated_run_s=round(estimate_s, 1), loadgen_issues=issued)
+        estimate_s, issued, samples = expected_run_s(
+            test_settings, config.scenario, config.mode, len(data.features),
+            warmup["s_per_sample"])
+        warmup.update(estimated_run_s=round(estimate_s, 1), loadgen_issues=issued,
+                      expected_samples=samples)
         check_run_time(estimate_s, issued, limits, config.scenario, warmup["s_per_sample"])
         print(f"LoadGen will issue {issued}: about {duration_text(estimate_s)} at the warm-up's "
               f"{1 / max(warmup['s_per_sample'], 1e-12):.3g} samples/s", file=sys.stderr,
@@ -177,7 +183,8 @@ def execute(config: RunConfig) -> RunOutcome:
         except BaseException as exc:
             _keep(staged, exc, config)
         outcome = RunOutcome(_commit(staged), loadgen, accuracy,
-                             _expectation(test_settings, config.scenario))
+                             _expectation(test_settings, config.scenario),
+                             simulated_line(backend.describe()))
         rebuild_index(config.results_dir)  # results/index.html; a failure is only a warning
         return outcome
     finally:
@@ -217,17 +224,34 @@ def _record_and_run(staged: StagedRun, config: RunConfig, system: str, model, ba
     if config.audit is not None:
         write_text_atomic(staged.path / AUDIT_CONFIG, run_rules.audit_config_text(config.audit))
     record = _settings_record(config, system, model, backend, data)
-    sut = dataclasses.asdict(_sut_settings(config, test_settings, limits))
+    sut = dataclasses.asdict(_sut_settings(config, test_settings, limits,
+                                           warmup.get("expected_samples")))
     sut["fixed_sequence_length"] = backend.fixed_sequence_length()
     rules = run_rules.rules_record(config.rules, config.scenario, config.mode,
                                    config.short_run, len(data.features), config.audit,
                                    limits.to_json())
     record.update(limits=limits.to_json(), warmup=warmup, sut=sut, rules=rules)
     write_json_atomic(staged.path / "settings.json", record)
-    loadgen = _start_test(backend, data.features, config, test_settings, limits, staged.path)
+    loadgen = _start_test(backend, data.features, config, test_settings, limits, staged.path,
+                          warmup.get("expected_samples"))
     accuracy = _score(staged.path, data, model) if config.mode == "accuracy" else None
-    _write_summary(staged.path, config, system, model.name, loadgen, accuracy)
+    _write_summary(staged.path, config, system, model.name, loadgen, accuracy,
+                   simulated_line(record["backend"]))
     return loadgen, accuracy
+
+
+def simulated_line(described: dict[str, Any]) -> str | None:
+    """For a backend that models its timing (the wafer simulator): one line saying so, with
+    its preset, release and band, for summary.txt and the command's output."""
+    simulated = described.get("simulated")
+    if not isinstance(simulated, dict):
+        return None
+    band = simulated.get("band_samples_per_s") or {}
+    band_text = (f", band {band.get('low', 0):,.0f}-{band.get('high', 0):,.0f} samples/s "
+                 f"(expected {band.get('expected', 0):,.0f})") if band else ""
+    return (f"SIMULATED: timing modelled, not measured (preset {simulated.get('preset')}, "
+            f"release {simulated.get('release')}{band_text}; LoadGen sized for "
+            f"{simulated.get('loadgen_sized_for')})")
 
 
 def _keep(staged: StagedRun, exc: BaseException, config: RunConfig) -> NoReturn:
@@ -292,36 +316,27 @@ def _warm_up(backend, features, config: RunConfig, timeout_s: float | None) -> d
             "s_per_sample": effective_s_per_sample(seconds, len(batch))}
 
 
-WARM_UP_TIMED_S = 0.3  # fast backends: time calls for about this long (a median is kept)
-WARM_UP_MAX_CALLS = 64
+WARM_UP_CALLS = 2  # the first warms caches, the second is timed (fault options count both)
 
 
 def _timed_calls(backend, batch, timeout_s: float | None) -> float:
-    """Seconds of one ``backend.predict`` call: a first call warms caches, then calls are
-    timed for about WARM_UP_TIMED_S (at least one), on one daemon thread so that a call that
-    never returns is given up after ``timeout_s``; the median of the timed calls."""
+    """Seconds of one ``backend.predict`` call: WARM_UP_CALLS calls on one daemon thread (the
+    thread's start is not timed), each given up after ``timeout_s``; the last is timed."""
     results: queue.SimpleQueue = queue.SimpleQueue()
 
     def calls() -> None:
-        timed_since = None
-        for number in range(WARM_UP_MAX_CALLS + 1):
+        for _ in range(WARM_UP_CALLS):
             started = time.perf_counter()
             try:
                 backend.predict(batch)
             except BaseException as exc:  # noqa: BLE001 - re-raised below
                 results.put(exc)
                 return
-            done = time.perf_counter()
-            results.put(done - started)
-            if number == 0:
-                timed_since = done
-            elif done - timed_since >= WARM_UP_TIMED_S:
-                break
-        results.put(None)
+            results.put(time.perf_counter() - started)
 
     threading.Thread(target=calls, name="warm-up", daemon=True).start()
-    durations: list[float] = []
-    while True:
+    seconds = 0.0
+    for _ in range(WARM_UP_CALLS):
         try:
             item = results.get(timeout=timeout_s)
         except queue.Empty:
@@ -329,19 +344,17 @@ def _timed_calls(backend, batch, timeout_s: float | None) -> float:
                 f"backend {backend.name!r}: the warm-up call on {len(batch)} samples did not "
                 f"return within {timeout_s:g} s (raise --call-timeout if the backend is that "
                 "slow)") from None
-        if item is None:
-            break
         if isinstance(item, BaseException):
             raise item
-        durations.append(item)
-    timed = sorted(durations[1:]) or durations
-    return timed[len(timed) // 2]
+        seconds = item
+    return seconds
 
 
 BATCH_WAIT_SHARE = 0.05  # Server, batch > 1: wait up to this share of the latency bound
 
 
-def _sut_settings(config: RunConfig, test_settings, limits: RunLimits) -> SUTSettings:
+def _sut_settings(config: RunConfig, test_settings, limits: RunLimits,
+                  expected_samples: int | None = None) -> SUTSettings:
     """How the SUT batches and bounds this run (recorded in settings.json)."""
     wait_ms = config.batch_wait_ms
     if wait_ms is None:
@@ -352,14 +365,16 @@ def _sut_settings(config: RunConfig, test_settings, limits: RunLimits) -> SUTSet
         config.batch, config.progress, limits.call_timeout_s, limits.deadline_s,
         hold_on_stop=TABLE[config.scenario].scheduled and config.mode == "performance",
         seq_bucket=config.seq_bucket, sort_by_length=config.sort_by_length,
-        batch_wait_s=wait_ms / 1000,
+        batch_wait_s=wait_ms / 1000, expected_samples=expected_samples,
     )
 
 
 def _start_test(backend, features, config: RunConfig, test_settings, limits: RunLimits,
-                outdir: Path) -> LoadGenResult:
-    qsl = QuerySampleLibrary(features, stage=backend.stage)
-    sut = LoadGenSUT(backend, qsl, _sut_settings(config, test_settings, limits))
+                outdir: Path, expected_samples: int | None = None) -> LoadGenResult:
+    qsl = QuerySampleLibrary(features, stage=backend.stage
+                             if isinstance(backend, TimedDevice) else None)
+    sut = LoadGenSUT(backend, qsl, _sut_settings(config, test_settings, limits,
+                                                 expected_samples))
     sut_handle = sut.construct()
     qsl_handle = qsl.construct()
     started = time.monotonic()
@@ -426,8 +441,11 @@ def _settings_record(config, system, model, backend, data: PreparedData) -> dict
     }
 
 
-def _write_summary(outdir, config: RunConfig, system, model_name, loadgen, accuracy) -> None:
+def _write_summary(outdir, config: RunConfig, system, model_name, loadgen, accuracy,
+                   simulated: str | None = None) -> None:
     lines = [f"system: {system}   model: {model_name}   backend: {config.backend}"]
+    if simulated:
+        lines.append(simulated)
     lines += loadgen.summary_lines()
     if config.short_run:
         lines.append("short run (--short): not valid for a submission")

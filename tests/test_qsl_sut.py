@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import ctypes
+import threading
 import time
+from concurrent.futures import Future
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 from backends import BackendSettings
+from backends.device import TimedDevice
 from backends.null import NullBackend
 from harness.loadgen.qsl import QuerySampleLibrary, SampleNotLoadedError
 from harness.loadgen.sut import PAD_LOGIT, BackendCallTimeout, LoadGenSUT, SUTSettings
@@ -76,15 +79,33 @@ def _null_sut(features, settings: SUTSettings, count: int = 10, **options) -> Lo
 
 
 class _Recording(NullBackend):
-    """The null backend, recording the shape and issue time of each batch it is given."""
+    """The null backend as a timed device of one call at a time, recording the shape and
+    arrival time of each batch it is given."""
 
     shapes: list
     issued: list
 
     def predict(self, batch):
         self.shapes.append(batch.input_ids.shape)
-        self.issued.append(batch.issued_at)
         return super().predict(batch)
+
+    def predict_async(self, batch, arrival_s=None) -> Future:
+        self.issued.append(arrival_s)
+        future: Future = Future()
+        future.set_result(self.predict(batch))
+        return future
+
+    def max_in_flight(self) -> int:
+        return 1
+
+    def stage(self, batch) -> None:
+        pass
+
+    def expected_performance(self, model_path):
+        return None
+
+    def preferred_batch_size(self):
+        return None
 
 
 def _recording_sut(features, settings: SUTSettings, count: int) -> LoadGenSUT:
@@ -94,6 +115,7 @@ def _recording_sut(features, settings: SUTSettings, count: int) -> LoadGenSUT:
     backend = _Recording()
     backend.shapes, backend.issued = [], []
     backend.load(None)
+    assert isinstance(backend, TimedDevice)
     return LoadGenSUT(backend, qsl, settings)
 
 
@@ -188,3 +210,123 @@ def test_a_stop_completes_what_is_pending_without_the_backend(features, monkeypa
     completed = _drive(sut, [[(i, i) for i in range(8)]], monkeypatch)
     assert sorted(sample_id for sample_id, _, _ in completed) == list(range(8))
     assert sut.batches == 0 and sut.stop_reason == "interrupted by SIGINT"
+
+
+class _Later(NullBackend):
+    """An asynchronous device: each call's future is completed ``delay_s`` later by a timer
+    thread, which records when."""
+
+    delay_s = 0.3
+    finished: list
+
+    def predict_async(self, batch) -> Future:
+        future: Future = Future()
+        answer = self.predict(batch)
+
+        def finish() -> None:
+            self.finished.append(time.monotonic())
+            future.set_result(answer)
+
+        threading.Timer(self.delay_s, finish).start()
+        return future
+
+    def max_in_flight(self) -> int:
+        return 4
+
+
+def test_destroy_waits_for_outstanding_calls_without_polling(features, monkeypatch) -> None:
+    import mlperf_loadgen as lg
+
+    qsl = QuerySampleLibrary(features)
+    qsl.load_query_samples(list(range(8)))
+    backend = _Later()
+    backend.finished = []
+    backend.load(None)
+    sut = LoadGenSUT(backend, qsl, SUTSettings(batch_size=2, progress=False))
+    slept: list = []
+    monkeypatch.setattr(time, "sleep", slept.append)  # a polling loop would show here
+    monkeypatch.setattr(lg, "QuerySamplesComplete", lambda responses: None)
+    monkeypatch.setattr(lg, "ConstructFastSUT", lambda issue, flush: "handle")
+    monkeypatch.setattr(lg, "DestroyFastSUT", lambda handle: None)
+    sut.construct()
+    sut.issue_queries(list(range(8)), list(range(8)))  # 4 calls, all in flight at once
+    sut.destroy()
+    returned = time.monotonic()
+    assert sut.batches == 4 and sut.completed == 8 and len(backend.finished) == 4
+    # returned after the last answer, and promptly: woken by it, not by a timer
+    assert 0 <= returned - max(backend.finished) < 0.1
+    assert slept == []
+
+
+def test_a_calls_timeout_counts_from_when_it_runs_not_while_it_waits(features, monkeypatch):
+    """One query of 6 samples, batch 1: the call thread runs the batches one after another
+    (0.9 s in all), each 0.15 s, within the 0.3 s timeout."""
+    sut = _null_sut(features, SUTSettings(batch_size=1, progress=False, call_timeout_s=0.3),
+                    6, delay_ms=150)
+    completed = _drive(sut, [[(i, i) for i in range(6)]], monkeypatch)
+    assert sorted(sample_id for sample_id, size, _ in completed if size) == list(range(6))
+    assert sut.batches == 6 and sut.error is None and not sut.stopped
+
+
+class _Gated(NullBackend):
+    """The null backend, whose calls each wait until the test opens the gate; ``entered``
+    is set when the first call starts."""
+
+    entered: threading.Event
+    gate: threading.Event
+    sizes: list
+
+    def predict(self, batch):
+        self.sizes.append(len(batch))
+        self.entered.set()
+        self.gate.wait()
+        return super().predict(batch)
+
+
+def _gated_sut(features, settings: SUTSettings, count: int, monkeypatch) -> tuple:
+    """A SUT whose backend waits at a gate, LoadGen stubbed; (sut, backend, completed)."""
+    import mlperf_loadgen as lg
+
+    qsl = QuerySampleLibrary(features)
+    qsl.load_query_samples(list(range(count)))
+    backend = _Gated()
+    backend.entered, backend.gate, backend.sizes = threading.Event(), threading.Event(), []
+    backend.load(None)
+    completed: list = []
+    monkeypatch.setattr(lg, "QuerySamplesComplete",
+                        lambda responses: completed.extend((r.id, r.size) for r in responses))
+    monkeypatch.setattr(lg, "ConstructFastSUT", lambda issue, flush: "handle")
+    monkeypatch.setattr(lg, "DestroyFastSUT", lambda handle: None)
+    return LoadGenSUT(backend, qsl, settings), backend, completed
+
+
+def test_queries_issued_during_a_call_form_the_next_batch_together(
+        features, monkeypatch) -> None:
+    """Server with no batch wait: what arrived while the device was busy goes in one batch
+    (up to batch_size), as soon as the call returns."""
+    sut, backend, completed = _gated_sut(
+        features, SUTSettings(batch_size=4, progress=False), 6, monkeypatch)
+    sut.construct()
+    sut.issue_queries([0], [0])
+    assert backend.entered.wait(10)
+    for i in range(1, 6):
+        sut.issue_queries([i], [i])
+    backend.gate.set()
+    sut.destroy()
+    assert backend.sizes == [1, 4, 1]
+    assert sorted(sample_id for sample_id, size in completed if size) == list(range(6))
+
+
+def test_a_stop_completes_the_batches_pending_behind_a_call_without_the_backend(
+        features, monkeypatch) -> None:
+    sut, backend, completed = _gated_sut(
+        features, SUTSettings(batch_size=2, progress=False), 20, monkeypatch)
+    sut.construct()
+    sut.issue_queries(list(range(20)), list(range(20)))  # 10 batches, 9 behind the first
+    assert backend.entered.wait(10)
+    sut.stop("interrupted by SIGINT")
+    backend.gate.set()
+    sut.destroy()
+    assert sorted(sample_id for sample_id, _ in completed) == list(range(20))
+    assert all(size == 0 for _, size in completed)  # the call running at the stop included
+    assert backend._calls == 1  # nothing pending reached the backend after the stop

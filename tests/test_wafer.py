@@ -13,12 +13,14 @@ import numpy as np
 import pytest
 
 from backends import BackendError, BackendSettings, FeatureBatch, get_backend_class, load_backend
+from backends.device import TimedDevice
 from backends.wafer import cli
 from backends.wafer.calibration import ANCHORS, CALIBRATIONS, anchor, anchor_table, calibrate
 from backends.wafer.device import PipelinedDevice, StreamingDevice, make_device, simulate
 from backends.wafer.engine import Engine
 from backends.wafer.numerics import LogitsBank, fingerprints
 from backends.wafer.plan import PlanOptions, plan
+from backends.wafer.report import plan_text
 from backends.wafer.shapes import ZOO, ZOO_TABLE, from_config, from_model, layer_costs, named
 from backends.wafer.spec import FIELDS, KINDS, PRESETS, load_spec, parse_spec
 from backends.wafer_backend import empty_logits
@@ -224,7 +226,7 @@ def test_bert_large_on_wse2_is_pipelined_one_replica_and_compute_bound() -> None
     assert sum(s.cores for s in result.stages) <= load_spec("wse2").cores
     # SRAM per core respects the usable share
     assert max(s.sram_per_core for s in result.stages) <= load_spec("wse2").sram_bytes_per_core
-    text = result.text()
+    text = plan_text(result)
     assert "encoder.23" in text and "samples/s" in text and "mode: pipelined" in text
 
 
@@ -574,6 +576,7 @@ def test_the_harness_wafer_plan_times_the_squad_features_real_lengths(tmp_path, 
 
 def test_the_plan_sizes_loadgens_test_unless_expect_user_conf(tmp_path) -> None:
     from harness.loadgen.settings import expected_lines, resolved_user_conf
+    from harness.runner import DEVICE_BATCH_SCENARIOS
 
     wafer = get_backend_class("wafer")
     timing = {"arch": "bert-large", "numerics": "null"}
@@ -581,8 +584,9 @@ def test_the_plan_sizes_loadgens_test_unless_expect_user_conf(tmp_path) -> None:
     planned = plan(named("bert-large"), load_spec("wse2"))
     expected = backend.expected_performance(None)
     assert expected == {"samples_per_s": planned.throughput, "latency_s": planned.latency_s}
-    assert backend.preferred_batch_size("Offline") == 64
-    assert backend.preferred_batch_size("Server") is None
+    assert isinstance(backend, TimedDevice) and backend.preferred_batch_size() == 64
+    # the harness's table: the device's batch applies to Offline only
+    assert DEVICE_BATCH_SCENARIOS == {"Offline"}
     kept = wafer(BackendSettings(device="cpu", options={**timing, "expect": "user.conf"}))
     assert kept.expected_performance(None) is None
     with pytest.raises(BackendError, match="option expect: got 'maybe'; expected one of plan, "
@@ -593,7 +597,7 @@ def test_the_plan_sizes_loadgens_test_unless_expect_user_conf(tmp_path) -> None:
         pytest.approx(planned.band["low"], rel=1e-6)
     assert planned.band["low"] < planned.throughput < planned.band["high"]
     null = get_backend_class("null")(BackendSettings(device="cpu"))
-    assert null.expected_performance(None) is None and null.preferred_batch_size("Offline") is None
+    assert not isinstance(null, TimedDevice)  # no timing hooks: the harness asks nothing
 
     assert expected_lines("Offline", expected) == [
         f"bert.Offline.target_qps = {planned.throughput:.6g}"]

@@ -14,6 +14,7 @@ from backends.wafer.calibration import anchor
 from backends.wafer.numerics import compute
 from backends.wafer.plan import PlanOptions, plan
 from backends.wafer.release import release_mode
+from backends.wafer.report import plan_text
 from backends.wafer.shapes import ZOO, ZOO_TABLE, layer_costs, named
 from backends.wafer.spec import load_spec
 from tests.helpers import random_batch
@@ -43,7 +44,7 @@ def test_the_band_scales_the_compute_rate_and_halving_the_clock_halves_it() -> N
     slow = plan(BERT_LARGE, WSE2.with_overrides({"clock_ghz": 0.55}))
     assert slow.throughput == pytest.approx(result.throughput / 2, rel=0.01)
     assert slow.band["low"] == pytest.approx(result.band["low"] / 2, rel=0.01)
-    assert "band" in result.text() and result.summary()["band_samples_per_s"] == result.band
+    assert "band" in plan_text(result) and result.summary()["band_samples_per_s"] == result.band
 
 
 def test_host_input_workers_bound_a_tiny_model_and_are_flagged_in_the_zoo() -> None:
@@ -68,7 +69,7 @@ def test_start_up_and_energy_are_reported_apart_from_steady_state() -> None:
     assert result.summary()["startup_uncached_s"] == pytest.approx(
         start["total"] + WSE2.compile_s)
     assert result.joules_per_sample() == pytest.approx(15e3 / result.throughput)
-    assert "J/sample" in result.text() and "start-up" in result.text()
+    assert "J/sample" in plan_text(result) and "start-up" in plan_text(result)
 
 
 def test_streaming_latency_is_given_at_the_chosen_batch() -> None:
@@ -77,14 +78,14 @@ def test_streaming_latency_is_given_at_the_chosen_batch() -> None:
     assert big.latency_s == pytest.approx(one.latency_s)  # a sample alone: batch 1
     batch_s = big.batch_time([big.seq] * 1024)
     assert big.latency_alt_s > batch_s > 20 * one.latency_s
-    assert "latency at batch 1024" in big.text()
+    assert "latency at batch 1024" in plan_text(big)
     assert big.summary()["latency_in_full_batch_ms"] == pytest.approx(big.latency_alt_s * 1e3)
 
 
 def test_pipelined_latency_is_an_upper_bound_with_a_row_streamed_lower_bound() -> None:
     result = plan(BERT_LARGE, WSE2)
     assert result.delay_s < result.latency_alt_s < result.latency_s
-    assert "upper bound" in result.text() and "upper bound" in result.summary()[
+    assert "upper bound" in plan_text(result) and "upper bound" in result.summary()[
         "latency_meaning"]
     small = plan(named("minilm-l6"), WSE2)
     assert small.replicas > 1 and 0 < small.low_latency_s <= small.latency_s

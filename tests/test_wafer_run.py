@@ -19,6 +19,7 @@ from backends import BackendError, BackendSettings, model_backend
 from backends.wafer.plan import plan
 from backends.wafer.shapes import named
 from backends.wafer.spec import load_spec
+from common.errors import EXIT_INVALID, EXIT_OK
 from harness.runner import RunConfig
 from tests.helpers import isolated, needs, squad_data
 
@@ -49,12 +50,14 @@ def harness_run(root: Path, squad_dir: Path, scenario: str, conf: str,
     for option in options:
         command += ["--backend-option", option]
     done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=300)
-    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.returncode in (EXIT_OK, EXIT_INVALID), done.stderr[-3000:]
     found = list(results.glob(f"*/*/{scenario}/performance/run_1/result.json"))
     assert len(found) == 1, done.stdout
     settings = json.loads((found[0].parent / "settings.json").read_text())
     return {**json.loads(found[0].read_text()), "backend": settings["backend"],
-            "system": found[0].relative_to(results).parts[0], "stderr": done.stderr}
+            "system": found[0].relative_to(results).parts[0], "stderr": done.stderr,
+            "stdout": done.stdout,
+            "summary": (found[0].parent / "summary.txt").read_text(encoding="utf-8")}
 
 
 TIMING = ("numerics=null", "arch=bert-large")
@@ -71,6 +74,10 @@ def test_offline_samples_per_second_match_the_plan(planned, run_dirs) -> None:
     # the output, the system name and settings.json say the timing is modelled
     assert "wafer-simulated-wse2-release-auto" in result["system"]
     assert "MODELLED" in result["stderr"] and "band" in result["stderr"]
+    for text in (result["stdout"], result["summary"]):
+        simulated = [line for line in text.splitlines() if line.startswith("SIMULATED:")]
+        assert len(simulated) == 1 and "preset wse2" in simulated[0]
+        assert "band " in simulated[0] and "release auto" in simulated[0]
     assert result["backend"]["simulated"]["band_samples_per_s"]["expected"] == \
         pytest.approx(planned.throughput)
 

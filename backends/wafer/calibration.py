@@ -15,7 +15,8 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
-from backends.wafer.plan import BANDS, Plan, PlanOptions, plan
+from backends.wafer.plan import plan
+from backends.wafer.planned import BANDS, Plan, PlanOptions
 from backends.wafer.shapes import named
 from backends.wafer.spec import load_spec
 

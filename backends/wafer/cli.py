@@ -18,8 +18,9 @@ from pathlib import Path
 
 from backends.base import BackendError
 from backends.wafer.calibration import CALIBRATIONS, anchor, anchor_table, anchor_text, calibrate
-from backends.wafer.plan import MODES, PlanOptions, plan
-from backends.wafer.release import RELEASES
+from backends.wafer.plan import plan
+from backends.wafer.planned import MODES, RELEASES, PlanOptions
+from backends.wafer.report import plan_text
 from backends.wafer.shapes import ZOO, ZOO_TABLE, Architecture, from_model
 from backends.wafer.spec import DEFAULT_SPEC, FIELDS, PRECISIONS, PRESETS, load_spec
 
@@ -108,7 +109,7 @@ def run(args: argparse.Namespace, resolve: Callable[[str], Path] | None = None,
                           low_latency=args.low_latency)
     for name in specs:
         result = plan(arch, load_spec(name, overrides), options)
-        print(json.dumps(result.to_json(), indent=2) if args.json else result.text())
+        print(json.dumps(result.to_json(), indent=2) if args.json else plan_text(result))
     return 0
 
 

@@ -28,7 +28,7 @@ from collections.abc import Iterable
 
 import numpy as np
 
-from backends.wafer.plan import Plan
+from backends.wafer.planned import Plan
 
 
 class Device:

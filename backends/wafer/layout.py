@@ -9,32 +9,13 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from typing import TYPE_CHECKING
 
 import numpy as np
 
 from backends.base import BackendError
+from backends.wafer.planned import Plan, StagePlan
 from backends.wafer.shapes import Architecture, LayerCost, layer_costs
 from backends.wafer.spec import WaferSpec
-
-if TYPE_CHECKING:
-    from backends.wafer.plan import Plan
-
-
-@dataclasses.dataclass(frozen=True)
-class StagePlan:
-    """One row of a plan. Pipelined: ``cores`` of one replica; streaming: the layer's share
-    of the batch time (the whole wafer runs each layer). ``time_s``: per sample (pipelined)
-    or per batch (streaming), at the padded length."""
-
-    name: str
-    flops: float
-    params: float
-    cores: float
-    time_s: float
-    sram_per_core: float  # bytes of SRAM this stage occupies on each of its cores
-    limit: str  # what sets its time: compute, fabric, stream, memory
-
 
 
 def resident_streams(arch: Architecture, spec: WaferSpec, vb: float) -> Architecture:

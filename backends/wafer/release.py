@@ -10,16 +10,12 @@ system (R1.7.1 release notes: multi-replica pipelined is training-only, on one C
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 from backends.base import BackendError
+from backends.wafer.planned import RELEASES as RELEASES  # re-exported: callers import it here
+from backends.wafer.planned import PlanOptions
 from backends.wafer.shapes import ZOO_TABLE, Architecture
 from backends.wafer.spec import WaferSpec
 
-if TYPE_CHECKING:
-    from backends.wafer.plan import PlanOptions
-
-RELEASES = ("auto", "1.6", "1.9")
 STREAMING_PREFIXES = ("gpt3-", "gptj-")  # R1.6.0: these configs are all ``_ws``
 
 

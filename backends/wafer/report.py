@@ -6,12 +6,9 @@ the release rule and the band.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 import numpy as np
 
-if TYPE_CHECKING:
-    from backends.wafer.plan import Plan
+from backends.wafer.planned import Plan
 
 
 def band_text(band: dict[str, float]) -> str:

@@ -96,28 +96,32 @@ def apply_limits(test_settings: Any, limits: RunLimits, mode: str) -> None:
 
 
 def expected_run_s(test_settings: Any, scenario: str, mode: str, qsl_size: int,
-                   measured_s_per_sample: float) -> tuple[float, str]:
-    """Seconds the run should take at the measured speed, and what LoadGen will issue."""
+                   measured_s_per_sample: float) -> tuple[float, str, int]:
+    """Seconds the run should take at the measured speed, what LoadGen will issue, and
+    about how many samples that is (for the progress bar's total and ETA)."""
     entry = TABLE[scenario]
     min_duration = test_settings.min_duration_ms / 1e3
     min_queries = test_settings.min_query_count
     if mode == "accuracy":
         samples = qsl_size
+        what = f"{samples} samples (accuracy mode)"
         if entry.scheduled:  # issued on the Server schedule even in accuracy mode
             return max(samples * measured_s_per_sample,
-                       samples / max(test_settings.server_target_qps, 1e-9)), \
-                f"{samples} samples (accuracy mode)"
-        return samples * measured_s_per_sample, f"{samples} samples (accuracy mode)"
+                       samples / max(test_settings.server_target_qps, 1e-9)), what, samples
+        return samples * measured_s_per_sample, what, samples
     if entry.scheduled:
         queries = max(min_queries, int(min_duration * test_settings.server_target_qps))
-        return max(min_duration, queries * measured_s_per_sample), f"{queries} Server queries"
+        return max(min_duration, queries * measured_s_per_sample), \
+            f"{queries} Server queries", queries
     if entry.expectation == "target_qps":  # one query of all the samples (Offline)
         samples = max(min_queries, int(1.1 * min_duration * test_settings.offline_expected_qps))
-        return samples * measured_s_per_sample, f"{samples} {scenario} samples"
+        return samples * measured_s_per_sample, f"{samples} {scenario} samples", samples
     per_query = getattr(test_settings, entry.loadgen_samples_per_query) \
         if entry.loadgen_samples_per_query else 1
-    return max(min_duration, min_queries * per_query * measured_s_per_sample), \
-        f"at least {min_queries} {scenario} queries over {min_duration:g} s"
+    seconds = max(min_duration, min_queries * per_query * measured_s_per_sample)
+    samples = int(seconds / max(measured_s_per_sample, 1e-9))
+    return seconds, f"at least {min_queries} {scenario} queries over {min_duration:g} s", \
+        samples
 
 
 def check_run_time(estimate_s: float, what: str, limits: RunLimits, scenario: str,

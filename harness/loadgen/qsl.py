@@ -33,7 +33,7 @@ class QuerySampleLibrary:
     def __init__(self, features: FeatureSet, performance_count: int | None = None,
                  stage: Callable[[FeatureBatch], None] | None = None) -> None:
         self.features = features
-        self._stage = stage  # the backend's untimed staging hook (Backend.stage)
+        self._stage = stage  # untimed staging (backends.device.TimedDevice.stage), if any
         self.count = len(features)
         self.performance_count = min(performance_count or self.count, self.count)
         self.lengths = np.asarray(features.input_mask, dtype=bool).sum(axis=1).astype(np.int64)
@@ -69,10 +69,8 @@ class QuerySampleLibrary:
         """Number of samples currently staged."""
         return int(self._loaded.sum())
 
-    def batch(self, indices, seq_len: int | None = None,
-              issued_at: float | None = None) -> FeatureBatch:
-        """Loaded samples as one int64 batch, truncated to ``seq_len`` tokens if given
-        (``issued_at``: when LoadGen issued the earliest of them, see FeatureBatch)."""
+    def batch(self, indices, seq_len: int | None = None) -> FeatureBatch:
+        """Loaded samples as one int64 batch, truncated to ``seq_len`` tokens if given."""
         rows = np.asarray(indices, dtype=np.int64)
         loaded = self._loaded[rows]
         if not loaded.all():
@@ -80,7 +78,7 @@ class QuerySampleLibrary:
             raise SampleNotLoadedError(f"sample {missing} was issued but never loaded by LoadGen")
         assert self._arrays is not None
         columns = slice(None, seq_len)
-        return FeatureBatch(*(a[rows, columns] for a in self._arrays), issued_at=issued_at)
+        return FeatureBatch(*(a[rows, columns] for a in self._arrays))
 
     # -- LoadGen object ----------------------------------------------------------------
     def construct(self):

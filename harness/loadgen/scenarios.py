@@ -45,7 +45,9 @@ class Scenario:
     scheduled: bool = False
     # A batch that is not full may wait for more queries (a share of the latency bound).
     waits_for_batch: bool = False
-    # A backend's preferred batch (a self-timed device) applies: throughput scenarios.
+    # A self-timed device's own throughput batch (TimedDevice.preferred_batch_size) replaces
+    # the default batch: Offline only (MultiStream's batch is its query of 8; Server and
+    # SingleStream answer as queries come).
     device_batch: bool = False
     # LoadGen's TestSettings attribute holding the expectation (QPS, or latency in ns), and
     # the one holding a query's sample count (None: one sample a query, or all: Offline).
@@ -63,7 +65,6 @@ TABLE: dict[str, Scenario] = {
                              loadgen_expectation="single_stream_expected_latency_ns"),
     "MultiStream": Scenario("MultiStream", "target_latency", "99th percentile query latency",
                             "ms", False, short_min_queries=662, default_batch=8,
-                            device_batch=True,
                             loadgen_expectation="multi_stream_expected_latency_ns",
                             loadgen_samples_per_query="multi_stream_samples_per_query"),
     "Server": Scenario("Server", "target_qps", "scheduled samples per second", "samples/s",

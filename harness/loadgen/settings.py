@@ -194,10 +194,10 @@ def check_scenario(name: str) -> str:
 
 def expected_lines(name: str, expected: dict[str, float] | None) -> list[str]:
     """user.conf lines for what a backend that models its own timing says it will do
-    (``TimedDevice.expected_performance``): the expectation that sizes the scenario's test
-    (Offline ``target_qps``; SingleStream and MultiStream ``target_latency``, a MultiStream
-    query of 8 samples being the latency plus 7 more samples at the planned rate). Server's
-    ``target_qps`` is the load asked for, never an expectation."""
+    (``backends.device.TimedDevice.expected_performance``): the expectation that sizes the
+    scenario's test (Offline ``target_qps``; SingleStream and MultiStream ``target_latency``,
+    a MultiStream query of 8 samples being the latency plus 7 more samples at the planned
+    rate). Server's ``target_qps`` is the load asked for, never an expectation."""
     if not expected:
         return []
     entry = scenario(name)

@@ -1,17 +1,22 @@
 """One LoadGen system-under-test adapter for every backend.
 
 LoadGen calls ``issue_queries`` on its own thread and measures from that call: the
-callback only enqueues ``(response id, sample index)`` pairs and returns. One worker
-thread forms batches (Offline: slices of the single big query; Server, SingleStream and
-MultiStream: whatever has arrived, up to ``batch_size``), calls the backend, and completes
-the samples. Each response buffer is a slice of a numpy array that stays referenced until
-``QuerySamplesComplete`` has returned (LoadGen copies the bytes for its accuracy log).
+callback only enqueues ``(response id, sample index)`` pairs and returns. The adapter is
+three parts, each in its own module: batching (:mod:`harness.loadgen.batching`: batches
+are formed -- Offline: slices of the single big query; Server, SingleStream and
+MultiStream: whatever has arrived, up to ``batch_size`` -- by the batching thread, or by a
+synchronous backend's call thread when a batch is ready as its last call ends), dispatch
+(:mod:`harness.loadgen.dispatch`: one asynchronous path to the backend, at most
+``max_in_flight`` calls outstanding) and response handling
+(:mod:`harness.loadgen.responses`: logits into response buffers, samples completed). This
+module joins them, and stops the run.
 
 Stopping. A run stops early when the backend raises, when a backend call outlives
-``call_timeout_s`` (a watchdog thread notices, abandons the stuck call and carries on with a
-fresh worker), when the run passes ``deadline_s``, or when :meth:`LoadGenSUT.stop` is called
-(Ctrl-C, SIGTERM). From then on no sample reaches the backend: samples are completed with
-empty responses so that LoadGen ends and writes its logs. LoadGen's Server scenario issues
+``call_timeout_s`` (a watchdog thread notices, gives up on the call, and a synchronous
+backend's stuck call thread is replaced by a fresh one), when the run passes ``deadline_s``,
+or when :meth:`LoadGenSUT.stop` is called (Ctrl-C, SIGTERM). From then on no sample reaches
+the backend: samples, including those of calls outstanding, are completed with empty
+responses so that LoadGen ends and writes its logs. LoadGen's Server scenario issues
 queries on its schedule whatever the SUT does, so there (``hold_on_stop``) the adapter holds
 the queries instead: LoadGen's ``server_max_async_queries`` limit then ends the test within
 a few queries, and everything held is completed at ``flush_queries``. The reason is kept and
@@ -21,19 +26,19 @@ the error raised again when the test ends.
 from __future__ import annotations
 
 import dataclasses
-import functools
-import itertools
-import queue
 import threading
 import time
 import traceback
-from collections import deque
-
-import numpy as np
+from typing import Any
 
 from backends.base import Backend
 from common.errors import HarnessError
+from harness.loadgen.batching import Batch, Batcher
+from harness.loadgen.dispatch import Dispatcher
 from harness.loadgen.qsl import QuerySampleLibrary
+from harness.loadgen.responses import PAD_LOGIT, Responder
+
+__all__ = ["PAD_LOGIT", "BackendCallTimeout", "BackendRunError", "LoadGenSUT", "SUTSettings"]
 
 
 class BackendRunError(HarnessError):
@@ -69,6 +74,7 @@ class SUTSettings:
     seq_bucket: int | None = 1
     sort_by_length: bool = True
     batch_wait_s: float = 0.0
+    expected_samples: int | None = None  # the progress bar's total (and so its ETA)
 
     def __post_init__(self) -> None:
         if self.batch_size < 1:
@@ -83,52 +89,6 @@ class SUTSettings:
                 raise HarnessError(f"{label} must be positive seconds, got {value}")
 
 
-PAD_LOGIT = -10000.0  # logits past a sample's batch length: as the reference pads short logits
-_EMPTY = (np.zeros(0, np.uint64), np.zeros(0, np.int64), None)
-_STOP = object()  # the test is over: finish and end the worker
-_FLUSH = object()  # LoadGen issues no more queries
-_WAKE = object()  # look at the stop state now
-
-
-class _Pending:
-    """Samples taken from LoadGen's queries and not yet sent: chunks of (ids, indices)
-    arrays with the time LoadGen issued them, taken from the front in one slice per chunk."""
-
-    def __init__(self) -> None:
-        self._chunks: deque[tuple[np.ndarray, np.ndarray, float | None]] = deque()
-        self._count = 0
-
-    def __len__(self) -> int:
-        return self._count
-
-    def add(self, ids: np.ndarray, indices: np.ndarray, issued: float | None = None) -> None:
-        if len(ids):
-            self._chunks.append((ids, indices, issued))
-            self._count += len(ids)
-
-    def take(self, count: int) -> tuple[np.ndarray, np.ndarray, float | None]:
-        """Up to ``count`` samples from the front: (ids, indices, when the earliest of them
-        was issued)."""
-        taken: list[tuple[np.ndarray, np.ndarray, float | None]] = []
-        need = min(count, self._count)
-        while need:
-            ids, indices, issued = self._chunks[0]
-            if len(ids) <= need:
-                self._chunks.popleft()
-                taken.append((ids, indices, issued))
-                need -= len(ids)
-            else:
-                taken.append((ids[:need], indices[:need], issued))
-                self._chunks[0] = (ids[need:], indices[need:], issued)
-                need = 0
-        self._count -= sum(len(chunk[0]) for chunk in taken)
-        if len(taken) == 1:
-            return taken[0]
-        if not taken:
-            return _EMPTY
-        return (np.concatenate([chunk[0] for chunk in taken]),
-                np.concatenate([chunk[1] for chunk in taken]), taken[0][2])
-
 
 class LoadGenSUT:
     """Wraps a loaded backend and a QSL into LoadGen's issue/flush contract."""
@@ -139,37 +99,44 @@ class LoadGenSUT:
         self.backend = backend
         self.qsl = qsl
         self.settings = settings
-        self.completed = 0  # samples completed, including empty ones
-        self.batches = 0  # backend calls that returned
         self.error: BaseException | None = None  # the backend's failure, if any
         self.error_traceback = ""
         self.stop_reason: str | None = None  # why the run stopped early, if it did
-        # first query issued and last sample completed (time.monotonic(), s): the SUT's own
+        # first query issued (time.monotonic(), s): with the last completion, the SUT's own
         # throughput, in accuracy mode too, where LoadGen reports none
         self.first_issue: float | None = None
-        self.last_completion: float | None = None
-        self._queue: queue.SimpleQueue = queue.SimpleQueue()
         self._lock = threading.Lock()
-        self._generation = 0  # bumped when a stuck worker is abandoned
-        self._in_call: tuple[np.ndarray, float] | None = None  # (ids, started) of the call
-        # taken from the queue, not yet sent: shared, so that a worker that replaces a
-        # stuck one carries on with the same samples
-        self._pending = _Pending()
-        self._held: list[np.ndarray] = []
-        self._full_len = int(qsl.features.input_ids.shape[1])
-        self._fixed_len = backend.fixed_sequence_length()
-        self._flushed = False
-        # asynchronous backends: calls outstanding, token -> (ids, length, submitted)
-        self._async = backend.max_in_flight() > 1
-        self._slots = threading.Semaphore(max(1, backend.max_in_flight()))
-        self._in_flight: dict[int, tuple[np.ndarray, int, float]] = {}
-        self._tokens = itertools.count()
+        full_len = int(qsl.features.input_ids.shape[1])
+        self._responses = Responder(full_len, settings.hold_on_stop)
+        self._batcher = Batcher(
+            qsl.lengths, full_len, backend.fixed_sequence_length(),
+            batch_size=settings.batch_size, batch_wait_s=settings.batch_wait_s,
+            seq_bucket=settings.seq_bucket, sort_by_length=settings.sort_by_length,
+            stopped=lambda: self.stop_reason is not None, on_flush=self._responses.flush,
+        )
+        self._dispatch = Dispatcher(
+            backend, lambda batch: qsl.batch(batch.indices, batch.seq_len),
+            self._batcher.take_ready, self._answered)
         self._worker: threading.Thread | None = None
         self._watchdog: threading.Thread | None = None
         self._closing = threading.Event()
         self._deadline: float | None = None
         self._handle = None
-        self._bar = None
+
+    @property
+    def batches(self) -> int:
+        """Backend calls that returned logits."""
+        return self._responses.answered
+
+    @property
+    def completed(self) -> int:
+        """Samples completed, including empty ones."""
+        return self._responses.completed
+
+    @property
+    def last_completion(self) -> float | None:
+        """When the last sample was completed (``time.monotonic()``, s)."""
+        return self._responses.last_completion
 
     # -- LoadGen callbacks (LoadGen's threads) -----------------------------------------
     def issue_queries(self, ids: list[int], indices: list[int]) -> None:
@@ -177,11 +144,11 @@ class LoadGenSUT:
         issued = time.monotonic()
         if self.first_issue is None:
             self.first_issue = issued
-        self._queue.put((ids, indices, issued))
+        self._batcher.issue(ids, indices, issued)
 
     def flush_queries(self) -> None:
         """LoadGen will issue nothing more: release anything held after a stop."""
-        self._queue.put(_FLUSH)
+        self._batcher.flush()
 
     # -- stopping ----------------------------------------------------------------------
     @property
@@ -190,16 +157,13 @@ class LoadGenSUT:
 
     def stop(self, reason: str) -> None:
         """Stop sending samples to the backend (any thread; the first reason is kept).
-        Calls still outstanding on an asynchronous backend are completed empty now."""
+        Calls still outstanding are completed empty now."""
         with self._lock:
             if self.stop_reason is None:
                 self.stop_reason = reason
-            abandoned = list(self._in_flight.values())
-            self._in_flight.clear()
-        for ids, _, _ in abandoned:
-            self._slots.release()
-            self._complete(ids, None)
-        self._queue.put(_WAKE)
+        for batch in self._dispatch.stop():
+            self._responses.complete(batch.ids, None)
+        self._batcher.wake()
 
     def _fail(self, exc: BaseException, trace: str) -> None:
         with self._lock:
@@ -207,236 +171,78 @@ class LoadGenSUT:
                 self.error, self.error_traceback = exc, trace
         self.stop(f"the backend failed: {type(exc).__name__}: {exc}")
 
-    # -- worker ------------------------------------------------------------------------
-    def _take(self, item) -> bool:
-        """Handle one queue item; False when it says the test is over."""
-        if item is _STOP:
-            self._queue.put(_STOP)  # seen again by the blocking wait, once pending is done
-            return False
-        if item is _FLUSH:
-            self._flushed = True
-            self._release_held()
-        elif item is not _WAKE:
-            ids, indices = np.asarray(item[0], np.uint64), np.asarray(item[1], np.int64)
-            if len(indices) > 1 and self.settings.sort_by_length:
-                order = np.argsort(self.qsl.lengths[indices], kind="stable")
-                ids, indices = ids[order], indices[order]
-            self._pending.add(ids, indices, item[2])
-        return True
-
-    def _next_batch(self) -> tuple[np.ndarray, np.ndarray, float | None] | None:
-        """Take up to batch_size samples, blocking only when nothing is pending."""
-        pending = self._pending
-        while not pending:
-            item = self._queue.get()
-            if item is _STOP:
-                return None
-            self._take(item)
-            if item is _WAKE and self.stopped and not pending:
-                return _EMPTY  # let the caller see the stop
-        wanted = self.settings.batch_size
-        # Gather whatever else has already arrived (Server: queries issued meanwhile), and
-        # wait up to the batch budget for more.
-        waits_until = self._first_arrival_wait()
-        while len(pending) < wanted and not self.stopped:
-            timeout = None if waits_until is None else waits_until - time.monotonic()
-            try:
-                item = (self._queue.get_nowait() if timeout is None or timeout <= 0
-                        else self._queue.get(timeout=timeout))
-            except queue.Empty:
+    # -- the batching thread -------------------------------------------------------------
+    def _run(self) -> None:
+        """Reserve a slot, form a batch, send it; after a stop, complete or hold instead."""
+        dispatch, responses = self._dispatch, self._responses
+        reserved = False
+        while True:
+            if not reserved:
+                reserved = dispatch.reserve()  # waits for a free slot
+            batch = self._batcher.next_batch()
+            if batch is None:
                 break
-            if not self._take(item):
-                break
-        return pending.take(len(pending) if self.stopped else wanted)
-
-    def _first_arrival_wait(self) -> float | None:
-        wait = self.settings.batch_wait_s
-        return time.monotonic() + wait if wait > 0 else None
-
-    def _run(self, generation: int) -> None:
-        while (batch := self._next_batch()) is not None:
-            ids, indices, issued = batch
-            if not len(ids):
+            if not len(batch):
                 continue
             if self._deadline is not None and time.monotonic() > self._deadline:
                 self.stop(f"the run passed its time limit of {self.settings.deadline_s:g} s")
-            if self.stopped:
-                self._stopped_samples(ids)
+            if self.stopped or not reserved:
+                responses.stopped_samples(batch.ids)
                 continue
-            if self._async:
-                self._dispatch(ids, indices, issued)
-                continue
-            output = None
-            with self._lock:
-                self._in_call = (ids, time.monotonic())
-            try:
-                output = self._predict(indices, issued)
-            except BaseException as exc:  # noqa: BLE001 - reported after LoadGen ends
-                if generation == self._generation:
-                    self._fail(exc, traceback.format_exc())
-            with self._lock:
-                if generation != self._generation:
-                    return  # the watchdog gave up on this call and completed its samples
-                self._in_call = None
-                if output is not None:
-                    self.batches += 1
-            self._complete(ids, output)
+            reserved = False
+            if not dispatch.submit(batch):
+                responses.stopped_samples(batch.ids)
+        if reserved:
+            dispatch.unreserve()
 
-    def _seq_len(self, indices: np.ndarray) -> int:
-        """The length a batch runs at: its longest sample, bucketed (see SUTSettings)."""
-        full = self._full_len
-        if self._fixed_len is not None:
-            return self._fixed_len
-        bucket = self.settings.seq_bucket
-        if bucket is None:
-            return full
-        longest = int(self.qsl.lengths[indices].max())
-        return min(full, -(-max(longest, 1) // bucket) * bucket)
-
-    def _predict(self, indices: np.ndarray, issued: float | None) -> np.ndarray:
-        seq = self._seq_len(indices)
-        return self._assemble(self.backend.predict(self.qsl.batch(indices, seq, issued)), seq)
-
-    def _assemble(self, logits: tuple[np.ndarray, np.ndarray], seq: int) -> np.ndarray:
-        """[B, full, 2] float32 logits: the layout of the reference's response buffers, with
-        positions past the batch's length at PAD_LOGIT (never picked as an answer)."""
-        start, end = logits
-        if seq == self._full_len:
-            return np.ascontiguousarray(np.stack([start, end], axis=-1), np.float32)
-        output = np.full((len(start), self._full_len, 2), PAD_LOGIT, np.float32)
-        output[:, :seq, 0] = start
-        output[:, :seq, 1] = end
-        return output
-
-    # -- asynchronous backends ---------------------------------------------------------
-    def _dispatch(self, ids: np.ndarray, indices: np.ndarray, issued: float | None) -> None:
-        """Start a call and move on; the future's callback completes the samples."""
-        seq = self._seq_len(indices)
-        batch = self.qsl.batch(indices, seq, issued)
-        while not self._slots.acquire(timeout=0.05):  # at most max_in_flight outstanding
-            if self.stopped:
-                self._stopped_samples(ids)
-                return
-        token = next(self._tokens)
-        with self._lock:
-            self._in_flight[token] = (ids, seq, time.monotonic())
-        try:
-            future = self.backend.predict_async(batch)
-        except BaseException as exc:  # noqa: BLE001 - reported after LoadGen ends
-            self._settle(token, None, exc, traceback.format_exc())
-            return
-        future.add_done_callback(functools.partial(self._resolved, token))
-
-    def _resolved(self, token: int, future) -> None:
-        """A call finished (on whichever thread finished it)."""
-        try:
-            logits = future.result()
-        except BaseException as exc:  # noqa: BLE001 - reported after LoadGen ends
-            self._settle(token, None, exc, traceback.format_exc())
-        else:
-            self._settle(token, logits, None, "")
-
-    def _settle(self, token: int, logits, exc: BaseException | None, trace: str) -> None:
-        with self._lock:
-            entry = self._in_flight.pop(token, None)
-        if entry is None:
-            return  # given up (a stop or a timeout) and completed already
-        self._slots.release()
-        ids, seq, _ = entry
+    # -- whichever thread finished a call ------------------------------------------------
+    def _answered(self, batch: Batch, logits: Any, exc: BaseException | None,
+                  trace: str) -> None:
+        """A call's answer: complete its samples (empty, and fail the run, on an error)."""
         output = None
         if exc is None:
             try:
-                output = self._assemble(logits, seq)
-                with self._lock:
-                    self.batches += 1
+                output = self._responses.assemble(logits, batch.seq_len)
             except BaseException as bad:  # noqa: BLE001 - logits of the wrong shape...
                 exc, trace = bad, traceback.format_exc()
         if exc is not None:
             self._fail(exc, trace)
-        self._complete(ids, output)
-
-    def _oldest_in_flight_s(self, now: float) -> float:
-        with self._lock:
-            return max((now - submitted for _, _, submitted in self._in_flight.values()),
-                       default=0.0)
-
-    def _stopped_samples(self, ids: np.ndarray) -> None:
-        """After a stop: hold the samples (Server, until the flush) or complete them empty."""
-        if self.settings.hold_on_stop and not self._flushed:
-            self._held.append(ids)
-        else:
-            self._complete(ids, None)
-
-    def _release_held(self) -> None:
-        held, self._held = self._held, []
-        if held:
-            self._complete(np.concatenate(held), None)
-
-    def _complete(self, ids: np.ndarray, output: np.ndarray | None) -> None:
-        import mlperf_loadgen as lg
-
-        count = len(ids)
-        if output is not None:
-            row = output[0].nbytes
-            pointers = (output.ctypes.data + row * np.arange(count, dtype=np.uint64)).tolist()
-            sizes = [row] * count
-        else:
-            pointers = sizes = [0] * count
-        lg.QuerySamplesComplete(list(map(lg.QuerySampleResponse, ids.tolist(), pointers, sizes)))
-        del output  # only now may the buffers go
-        self.last_completion = time.monotonic()
-        self.completed += count
-        if self._bar is not None:
-            self._bar.update(count)
+        self._responses.complete(batch.ids, output)
 
     # -- watchdog ----------------------------------------------------------------------
     def _watch(self) -> None:
         """Give up on a backend call past its timeout; stop a run past its deadline."""
         limits = [v for v in (self.settings.call_timeout_s, self.settings.deadline_s) if v]
         period = min(0.25, *(v / 4 for v in limits))
+        timeout = self.settings.call_timeout_s
         while not self._closing.wait(period):
             now = time.monotonic()
             if self._deadline is not None and now > self._deadline and not self.stopped:
                 self.stop(f"the run passed its time limit of {self.settings.deadline_s:g} s")
-            timeout = self.settings.call_timeout_s
-            if self._async:
-                if timeout is not None and self._oldest_in_flight_s(now) > timeout:
-                    self._fail(BackendCallTimeout(
-                        f"a backend call did not return within {timeout:g} s (raise "
-                        "--call-timeout if the backend is that slow)"), "")
+            oldest = self._dispatch.oldest(now) if timeout is not None else None
+            if oldest is None or oldest[0] <= timeout:
                 continue
-            with self._lock:
-                stuck = self._in_call
-                if stuck is None or timeout is None or now - stuck[1] <= timeout:
-                    continue
-                self._generation += 1  # the stuck worker will complete nothing
-                self._in_call = None
-            exc = BackendCallTimeout(
-                f"a backend call on {len(stuck[0])} samples did not return within "
-                f"{timeout:g} s (raise --call-timeout if the backend is that slow)"
-            )
-            self._fail(exc, "")
-            self._complete(stuck[0], None)
-            self._start_worker()
+            self._fail(BackendCallTimeout(
+                f"a backend call on {len(oldest[1])} samples did not return within "
+                f"{timeout:g} s (raise --call-timeout if the backend is that slow)"), "")
+            self._dispatch.replace_stuck()
 
     # -- lifecycle ---------------------------------------------------------------------
-    def _start_worker(self) -> None:
-        worker = threading.Thread(target=self._run, args=(self._generation,),
-                                  name=f"sut-worker-{self._generation}", daemon=True)
-        worker.start()
-        self._worker = worker  # only a started thread: destroy() may be joining already
-
-    def construct(self):
-        """Start the worker (and watchdog) and create the LoadGen SUT handle."""
+    def construct(self) -> Any:
+        """Start the batching thread, the dispatch (and the watchdog) and create the LoadGen
+        SUT handle."""
         import mlperf_loadgen as lg
 
         if self.settings.progress:
             from tqdm import tqdm
 
-            self._bar = tqdm(desc="samples", unit="sample", mininterval=1.0, leave=False)
+            self._responses.progress = tqdm(desc="samples", unit="sample", mininterval=1.0,
+                                            total=self.settings.expected_samples, leave=False)
         if self.settings.deadline_s is not None:
             self._deadline = time.monotonic() + self.settings.deadline_s
-        self._start_worker()
+        self._dispatch.open()
+        self._worker = threading.Thread(target=self._run, name="sut-batching", daemon=True)
+        self._worker.start()
         if self.settings.call_timeout_s is not None or self.settings.deadline_s is not None:
             self._watchdog = threading.Thread(target=self._watch, name="sut-watchdog",
                                               daemon=True)
@@ -445,37 +251,34 @@ class LoadGenSUT:
         return self._handle
 
     def destroy(self) -> None:
-        """Let the worker finish what is pending, then stop it and the watchdog, and destroy
-        the handle. The watchdog keeps watching meanwhile: a worker stuck in a call is
-        replaced (and abandoned, a daemon thread) and its replacement finishes instead."""
+        """Let the batching thread send what is pending and end, wait for the calls
+        outstanding (the watchdog keeps watching them meanwhile), then stop the watchdog
+        and the call thread, and destroy the handle."""
         import mlperf_loadgen as lg
 
         if self._worker is not None:
-            self._queue.put(_STOP)
-            while True:
-                worker = self._worker
-                worker.join(0.05)
-                if worker is self._worker and not worker.is_alive():
-                    break
+            self._batcher.finish()
+            self._worker.join()
             self._worker = None
-        while self._in_flight:  # asynchronous calls outstanding: the watchdog bounds them
-            time.sleep(0.01)
+        self._dispatch.wait_idle()
         self._closing.set()
         if self._watchdog is not None:
             self._watchdog.join()
             self._watchdog = None
-        if self._bar is not None:
-            self._bar.close()
-            self._bar = None
+        self._dispatch.close()
+        if self._responses.progress is not None:
+            self._responses.progress.close()
+            self._responses.progress = None
         if self._handle is not None:
             lg.DestroyFastSUT(self._handle)
             self._handle = None
 
     def throughput(self) -> dict[str, float | None]:
         """Samples completed per second between the first issue and the last completion."""
-        if self.first_issue is None or self.last_completion is None:
+        last = self.last_completion
+        if self.first_issue is None or last is None:
             return {"sut_active_s": None, "sut_samples_per_s": None}
-        active = max(self.last_completion - self.first_issue, 1e-9)
+        active = max(last - self.first_issue, 1e-9)
         return {"sut_active_s": active, "sut_samples_per_s": self.completed / active}
 
     def raise_if_failed(self) -> None:

@@ -29,7 +29,7 @@ from typing import Any
 
 from filelock import FileLock, Timeout
 
-from common.errors import HarnessError, HarnessWarning
+from common.errors import EXIT_INVALID, EXIT_OK, HarnessError, HarnessWarning
 from common.files import refuse_links, write_json_atomic, write_text_atomic
 from harness.loadgen.driver import RunInterrupted
 from harness.sweep.plan import Point
@@ -148,7 +148,7 @@ def run_point(sweep_dir: Path, point: Point, extra_args: list[str], traced: bool
             write_json_atomic(folder / "point.json", info)
             raise
     seconds = time.monotonic() - started
-    run = find_run(folder) if code == 0 else None
+    run = find_run(folder) if code in (EXIT_OK, EXIT_INVALID) else None  # INVALID: a result
     error = None if run is not None else _error_line(log_path, offset, code)
     status = "done" if run is not None else "failed"
     info.update(status=status, exit_code=code, seconds=round(seconds, 1), error=error,
