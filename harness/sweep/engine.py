@@ -514,6 +514,6 @@ def _stopped_text(sweep: _Sweep, rows: list[dict[str, Any]]) -> str:
         again = len(sweep.rerun_done)
         text += (f"; --rerun measured {again} point(s) again (their earlier runs are in each "
                  f"point's history/), {max(0, done - again)} still hold their earlier run, and "
-                 "the interrupted point keeps its earlier run beside this attempt's "
-                 "run_1.interrupted-*; without --rerun the next sweep keeps them all")
+                 "the interrupted point keeps this attempt as run_1.interrupted-* (its earlier "
+                 "run_1, if any, untouched); without --rerun the next sweep keeps them all")
     return text
