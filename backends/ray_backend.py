@@ -131,6 +131,14 @@ class RayBackend(Backend):
             self._started_ray = True
         cpus = int(ray.cluster_resources().get("CPU", 1))
         count = self._actors_wanted or max(1, cpus // self._threads)
+        if count * self._threads > cpus and self._started_ray:
+            # Ray would keep the extra actors pending for ever: say so now, not in 300 s
+            self.close()
+            raise BackendError(
+                f"ray backend: actors={count} x threads_per_actor={self._threads} need "
+                f"{count * self._threads} CPUs, and the local Ray instance has {cpus} (this "
+                f"machine's usable cores); set actors to at most {max(1, cpus // self._threads)}"
+                " (or 0: as many as fit), or fewer threads_per_actor")
         remote = ray.remote(num_cpus=self._threads, max_restarts=0)(_Actor)
         path = str(Path(model_path).resolve()) if model_path is not None else None
         self._actors = [remote.remote(self._inner, self._inner_settings(), path)
@@ -139,6 +147,13 @@ class RayBackend(Backend):
         try:
             self._described = ray.get([a.describe.remote() for a in self._actors],
                                       timeout=READY_TIMEOUT_S)
+        except ray.exceptions.GetTimeoutError:
+            self.close()
+            raise BackendError(
+                f"ray backend: the actors were not all ready within {READY_TIMEOUT_S:.0f} s; "
+                f"{count} actors x {self._threads} CPUs asked of a cluster with {cpus} CPUs "
+                "(pending actors wait for free CPUs), or the model loads slower than that"
+            ) from None
         except Exception as exc:  # the inner backend's load error, an actor that died...
             self.close()
             raise BackendError(f"ray backend: an actor could not load {model_path} with "

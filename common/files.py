@@ -17,12 +17,13 @@ import os
 import re
 import shutil
 import tempfile
+import unicodedata
 import urllib.request
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
-from common.errors import DataError
+from common.errors import ConfigError, DataError, HarnessError
 
 DOWNLOAD_TIMEOUT_S = 30
 # The checkout, and the shared/ folder beside it that holds the official data and the demo
@@ -69,9 +70,63 @@ def write_json_atomic(path: Path, data: Any) -> None:
 
 def slug(text: str) -> str:
     """A safe single path component: lower case, ``[a-z0-9._-]`` only, never starting with a
-    dot or a dash (so never ``.``, ``..`` or hidden), at most 100 characters."""
-    name = re.sub(r"[^a-z0-9._-]+", "-", str(text).lower()).strip("-.")[:100].strip("-.")
-    return name or "unnamed"
+    dot or a dash (so never ``.``, ``..`` or hidden), at most 100 characters.
+
+    ASCII punctuation and spaces become dashes (``My System`` -> ``my-system``); a name that
+    loses more (accents or other non-ASCII letters, nothing left, cut at 100 characters)
+    gets the first 8 hex digits of its sha256 (``Système`` -> ``systeme-1abaf88d``), so two
+    distinct such names never share a folder."""
+    text = str(text)
+    plain = unicodedata.normalize("NFKD", text).encode("ascii", "ignore").decode("ascii")
+    name = re.sub(r"[^a-z0-9._-]+", "-", plain.lower()).strip("-.")
+    lossy = not name or len(name) > _SLUG_MAX or not text.isascii()
+    name = name[:_SLUG_MAX - 9].strip("-.") if lossy else name
+    if lossy:
+        digest = hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()[:8]
+        name = f"{name or 'unnamed'}-{digest}"
+    return name
+
+
+_SLUG_MAX = 100
+_COMPONENT = re.compile(r"[A-Za-z0-9][A-Za-z0-9._+-]{0,99}")
+
+
+def path_component(text: str, what: str) -> str:
+    """``text`` when it is one safe folder name (letters, digits, ``. _ + -``, starting with
+    a letter or digit, at most 100 characters); a one-line :class:`ConfigError` otherwise,
+    naming ``what`` (``"submitter"``) and a name that would do. Used where the name is shown
+    as it is (a submitter) and so cannot be changed silently as :func:`slug` does."""
+    if isinstance(text, str) and _COMPONENT.fullmatch(text):
+        return text
+    raise ConfigError(f"{what} {str(text)!r} cannot be a folder name: use letters, digits "
+                      f"and . _ + - (at most 100, starting with a letter or digit), e.g. "
+                      f"{slug(text)!r}")
+
+
+def refuse_links(root: Path, path: Path, what: str = "the tree") -> Path:
+    """``path`` when it lies under ``root`` with no symbolic link between them; a one-line
+    :class:`HarnessError` otherwise. ``root`` itself may be a link (the user's choice, to a
+    bigger disk say); a link planted below it would carry writes, moves and deletes outside.
+    Parts of ``path`` that do not exist yet are fine (they will be made as folders)."""
+    root, path = Path(root), Path(path)
+    try:
+        parts = path.relative_to(root).parts
+    except ValueError:
+        raise HarnessError(f"{path} is outside {root}; {what}: only written inside it") \
+            from None
+    if ".." in parts:
+        raise HarnessError(f"{path}: '..' in a path below {root}; {what}: only written "
+                           "inside it")
+    current = root
+    for part in parts:
+        current = current / part
+        if current.is_symlink():
+            raise HarnessError(f"{current} is a symbolic link (to {os.readlink(current)}); "
+                               f"nothing is written through a link below {root} ({what}): "
+                               "remove it (the top folder itself may be a link)")
+        if not current.exists():
+            break
+    return path
 
 
 def file_sha256(path: Path) -> str:

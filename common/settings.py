@@ -16,7 +16,7 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Annotated, Any
 
 from pydantic import BeforeValidator, ConfigDict, Field, TypeAdapter, ValidationError
@@ -30,6 +30,15 @@ STRICT = ConfigDict(extra="forbid", allow_inf_nan=False, arbitrary_types_allowed
 
 class SettingValueError(ValueError):
     """A value a setting cannot take; the text says what it accepts."""
+
+
+def did_you_mean(name: str, known: Iterable[str], n: int = 1) -> str:
+    """`` (did you mean X?)`` naming the known names nearest ``name`` (those it begins,
+    else the closest spelt), or ``""``: the one hint every "unknown name" message gives."""
+    known = list(known)
+    close = [k for k in known if k.startswith(name)] if len(name) >= 3 else []
+    close = close or difflib.get_close_matches(name, known, n=n, cutoff=0.6)
+    return f" (did you mean {' or '.join(close[:n])}?)" if close else ""
 
 
 def _whole(value: Any) -> int:

@@ -24,7 +24,7 @@ import numpy as np
 from backends import BackendError, get_backend_class, model_backend
 from backends.device import TimedDevice
 from common.errors import ConfigError, HarnessError
-from common.files import file_md5, write_json_atomic
+from common.files import file_md5, refuse_links, write_json_atomic
 from harness.config import RunConfig, config_record
 from harness.loadgen import rules as run_rules
 from harness.loadgen.driver import ForcedStop, RunInterrupted, run_test
@@ -119,6 +119,8 @@ def execute(config: RunConfig) -> RunOutcome:
     system = config.system or default_system_name(getattr(backend, "system_tag", config.backend))
     final = run_dir(run_rules.results_root(config.results_dir, config.audit), system,
                     model.name, config.scenario, config.mode)
+    # a link planted below results/ would carry the run's writes and moves outside
+    refuse_links(Path(config.results_dir), final, "a run's results")
     expected = expected_lines(config.scenario, backend.expected_performance(model.path)
                               if isinstance(backend, TimedDevice) else None)
     expected_from = f"the {config.backend} backend's own model"

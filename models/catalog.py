@@ -14,11 +14,12 @@ from __future__ import annotations
 import dataclasses
 import json
 import shutil
+import stat
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
 
-from backends import backend_entry, formats
+from backends import REGISTRY, backend_entry, formats
 from common.errors import ConfigError, HarnessWarning
 from common.files import (
     SHARED_DIR,
@@ -26,9 +27,11 @@ from common.files import (
     ensure_file,
     file_md5,
     file_sha256,
+    refuse_links,
     slug,
     write_json_atomic,
 )
+from common.settings import did_you_mean
 from common.workspace import workspace
 from models.derived import resolve_int8_model, split_int8_name
 from models.resolved import ResolvedModel
@@ -217,6 +220,42 @@ def _export_problem(out: Path, record: Path, weights_sha: str) -> str | None:
     return None
 
 
+def _runs_format(fmt: str, asked: str) -> str:
+    """The backend that loads ``fmt`` as it is (``asked`` when it does): a model file given
+    to the wrong backend names the right one."""
+    if fmt in backend_entry(asked).formats:
+        return asked
+    return next((name for name, entry in REGISTRY.items()
+                 if name != "null" and entry.wraps is None and fmt in entry.formats), asked)
+
+
+def _did_you_mean(name: str) -> str:
+    """`` (did you mean bert-large-fp32-onnx?)`` for a name near the catalog's, else ``""``."""
+    names = [*CATALOG, *(f"{n}-int8-{kind}" for n in CATALOG for kind in ("dynamic", "static"))]
+    return did_you_mean(name, [*CATALOG] if any(n.startswith(name) for n in CATALOG)
+                        else names, n=3)
+
+
+def _refuse_special_files(path: Path) -> None:
+    """A FIFO, socket or device given as a model (or inside a model folder) would block the
+    first read forever: refused in one line before anything opens it."""
+    candidates = [path]
+    if path.is_dir():
+        try:
+            candidates += sorted(path.iterdir())[:1000]
+        except OSError as exc:
+            raise ConfigError(f"model {path}: cannot list the folder "
+                              f"({exc.strerror or exc})") from None
+    for candidate in candidates:
+        try:
+            mode = candidate.stat().st_mode
+        except OSError:
+            continue  # a dangling link: the format check says what is missing
+        if not (stat.S_ISREG(mode) or stat.S_ISDIR(mode)):
+            raise ConfigError(f"model {candidate}: not a regular file but a FIFO, socket or "
+                              "device, which would block the run; give the model file itself")
+
+
 def resolve_model(
     name_or_path: str,
     backend: str,
@@ -243,16 +282,17 @@ def resolve_model(
                 if formats.ONNX not in entry.formats:
                     raise ConfigError(
                         f"model {name_or_path!r} is an int8 ONNX model, which backend "
-                        f"{backend!r} cannot run; use BACKEND=onnxruntime"
+                        f"{backend!r} cannot run; use --backend onnxruntime"
                     )
                 fp32 = resolve_model(base[0], "onnxruntime", store, mirrors, download, data)
                 return resolve_int8_model(name_or_path, fp32, store,
                                           data or DataConfig(download=download))
             raise ConfigError(
-                f"unknown model {name_or_path!r}: not in the catalog ({', '.join(CATALOG)}; "
-                "each also as NAME-int8-dynamic or NAME-int8-static) "
-                "and no such file or directory"
+                f"unknown model {name_or_path!r}{_did_you_mean(name_or_path)}: not in the "
+                f"catalog ({', '.join(CATALOG)}; each also as NAME-int8-dynamic or "
+                "NAME-int8-static) and no such file or directory"
             )
+        _refuse_special_files(path)
         try:
             fmt = formats.detect_format(path)
         except formats.ModelFormatError as exc:
@@ -260,9 +300,11 @@ def resolve_model(
         hf = fmt == formats.HF
         # a safe single name for models/store and results/, however the path is spelt
         name = slug(path.resolve().stem or path.resolve().name)
-        spec = ModelSpec(name, f"local {path}", fmt, "fp32", backend,
+        spec = ModelSpec(name, f"local {path}", fmt, "fp32", _runs_format(fmt, backend),
                          local_dirs=(str(formats.checkpoint_dir(path)),) if hf else ())
         source_path = None if hf else path
+    # the store's folders are written and replaced: never through a link planted there
+    refuse_links(store, store / spec.name, "the model store")
     derive_to = None
     if spec.format not in entry.formats:
         # a Hugging Face checkpoint is exported for backends that load ONNX or frozen graphs
@@ -272,7 +314,7 @@ def resolve_model(
             raise ConfigError(
                 f"model {spec.name!r} is in {spec.format!r} format, which backend {backend!r} "
                 f"cannot run (it loads {', '.join(entry.formats)}); use "
-                f"BACKEND={spec.default_backend}, another model, or convert it with "
+                f"--backend {spec.default_backend}, another model, or convert it with "
                 "`python -m models.convert`"
             )
     if source_path is None and spec.file is not None:

@@ -18,7 +18,7 @@ import dataclasses
 from pathlib import Path
 
 from common.errors import ConfigError
-from common.files import file_md5
+from common.files import file_md5, refuse_links
 from models.quantize import QuantizeSettings, ensure_quantized
 from models.resolved import ResolvedModel
 from squad.data import DataConfig
@@ -56,7 +56,7 @@ def resolve_int8_model(
         raise ConfigError(f"{name!r} is not <model>-int8-dynamic or <model>-int8-static")
     if fp32.precision != "fp32":
         raise ConfigError(f"{name!r}: {parts[0]!r} is already {fp32.precision}, not fp32")
-    out = Path(store) / name / "model.onnx"
+    out = refuse_links(Path(store), Path(store) / name / "model.onnx", "the model store")
     ensure_quantized(fp32.path, out, INT8_RECIPES[parts[1]], data)
     return dataclasses.replace(fp32, name=name, path=out, format="onnx", precision="int8",
                                md5=file_md5(out))

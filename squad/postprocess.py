@@ -186,6 +186,8 @@ def read_accuracy_log(path: Path) -> dict[int, tuple[np.ndarray, np.ndarray]]:
         ) from exc
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise DataError(f"{path}: not a readable JSON accuracy log ({exc})") from exc
+    except RecursionError:  # nested past Python's stack: not what LoadGen writes
+        raise DataError(f"{path}: not a JSON accuracy log (nested too deeply)") from None
     if not isinstance(entries, list):
         raise DataError(f"{path}: expected a JSON list of LoadGen results")
     results: dict[int, tuple[np.ndarray, np.ndarray]] = {}

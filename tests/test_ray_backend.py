@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -64,3 +66,18 @@ def test_an_actor_that_dies_ends_the_run_cleanly_and_keeps_its_logs(workspace: P
     failed = list((workspace / "results" / "dies").rglob("run_1.failed-*"))
     assert len(failed) == 1
     assert (failed[0] / "mlperf_log_detail.txt").is_file()
+
+
+def test_more_actors_than_cpus_is_refused_in_seconds_with_the_reason(workspace: Path) -> None:
+    """Ray would keep the extra actors pending; the load used to wait 300 s, then say
+    'could not load'."""
+    wanted = (os.cpu_count() or 1) * 8
+    started = time.monotonic()
+    done = harness(workspace, "run", "--backend", "ray", "--backend-option", "backend=null",
+                   "--backend-option", f"actors={wanted}", "--short",
+                   "--results-dir", str(workspace / "r-many"))
+    assert time.monotonic() - started < 120  # Ray's own start-up, not the 300 s wait
+    assert done.returncode == 2, done.stderr
+    assert "Traceback" not in done.stderr
+    assert f"actors={wanted} x threads_per_actor=1 need {wanted} CPUs" in done.stderr
+    assert not (workspace / "r-many").exists()

@@ -31,6 +31,7 @@ from typing import Any
 import numpy as np
 
 from backends.base import Backend, FeatureBatch
+from common.stopping import check_stop
 
 PAD_LOGIT = -10000.0
 _SEED = 0x5AFE_CAFE
@@ -165,6 +166,7 @@ def compute(backend: Backend, batch: FeatureBatch, lengths: np.ndarray, rows_per
             bar = None
     began = time.perf_counter()
     for first in range(0, len(order), rows_per_call):
+        check_stop(f"wafer numerics ({backend.name})")  # a Ctrl-C ends this within one call
         rows = order[first:first + rows_per_call]
         width = max(1, int(lengths[rows].max()))
         start, end = backend.predict(FeatureBatch(ids[rows, :width], mask[rows, :width],

@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from backends.base import BackendError
+from common.settings import did_you_mean
 
 SPEC_DIR = Path(__file__).resolve().parent / "specs"
 PRESETS = ("wse1", "wse2", "wse3")
@@ -267,8 +268,8 @@ def load_spec(name_or_path: str | Path = DEFAULT_SPEC,
     text = str(name_or_path)
     path = SPEC_DIR / f"{text}.toml" if text in PRESETS else Path(text)
     if not path.is_file():
-        raise BackendError(f"wafer spec {text!r}: no such preset ({', '.join(PRESETS)}) "
-                           "or file")
+        raise BackendError(f"wafer spec {text!r}{did_you_mean(text, PRESETS)}: no such "
+                           f"preset ({', '.join(PRESETS)}) or file")
     try:
         data = tomllib.loads(path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:

@@ -20,6 +20,7 @@ import time
 from typing import Any
 
 from common.errors import HarnessError
+from common.stopping import clear_stop, request_stop
 from harness.loadgen.sut import LoadGenSUT
 
 STOP_GRACE_S = 30.0  # how long LoadGen may take to end after the SUT stopped
@@ -70,6 +71,7 @@ def run_test(sut: LoadGenSUT, sut_handle: Any, qsl_handle: Any, test_settings: A
             raise ForcedStop(f"{name} again: stopped without waiting for LoadGen to end",
                              128 + signum)
         received.append(signum)
+        request_stop()  # preparation on LoadGen's threads (answers, staging) ends too
         sut.stop(f"interrupted by {name}")
         print(f"\n{name}: stopping; outstanding samples are completed empty and LoadGen "
               "writes its logs (signal again to quit at once)", file=sys.stderr, flush=True)
@@ -83,6 +85,7 @@ def run_test(sut: LoadGenSUT, sut_handle: Any, qsl_handle: Any, test_settings: A
     # framework's objects can stall the SUT for milliseconds.
     gc.freeze()
     previous = {}
+    clear_stop()
     if threading.current_thread() is threading.main_thread():
         previous = {s: signal.signal(s, on_signal) for s in _SIGNALS}
     try:

@@ -243,15 +243,25 @@ def first_value(values: dict[str, Any], key: str, value: Any) -> None:
 
 
 def parse_detail_log(path: Path, scenario: str, mode: str) -> LoadGenResult:
-    """Read ``mlperf_log_detail.txt`` (``:::MLLOG {json}`` lines) into a result."""
+    """Read ``mlperf_log_detail.txt`` (``:::MLLOG {json}`` lines) into a result; a log whose
+    figures are not what LoadGen writes (a word where a number goes) is a one-line
+    HarnessError naming it."""
+    try:
+        return _parse_detail_log(path, scenario, mode)
+    except (TypeError, ValueError, AttributeError, OverflowError) as exc:
+        raise HarnessError(f"{path}: not a detail log as LoadGen writes it ({exc})") from None
+
+
+def _parse_detail_log(path: Path, scenario: str, mode: str) -> LoadGenResult:
     raw: dict[str, Any] = {}
     errors: list[str] = []
     if path.is_file():
         for _, entry in mllog_entries(path.read_text(encoding="utf-8", errors="replace")):
-            if entry is None:
+            if entry is None or not isinstance(entry["key"], str):
                 continue
             first_value(raw, entry["key"], entry.get("value"))
-            if (entry.get("metadata") or {}).get("is_error"):
+            metadata = entry.get("metadata")
+            if isinstance(metadata, dict) and metadata.get("is_error"):
                 errors.append(f"{entry['key']}: {entry.get('value')}")
     latencies = _percentiles(raw, "_percentile_latency_ns")
     # MultiStream's metric: latency of whole queries (8 samples each)

@@ -15,14 +15,16 @@ import dataclasses
 import json
 import re
 import shlex
-import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
 from common.errors import EXIT_INVALID, EXIT_OK, HarnessError
+from harness.children import run_child
 from harness.config import config_argv
 from harness.loadgen import layout
+from harness.loadgen.driver import RunInterrupted
 from harness.loadgen.results import run_dir
 from harness.loadgen.rules import DEV_SET_FEATURES, results_root
 from harness.runner import RunConfig, execute
@@ -137,14 +139,39 @@ def run_argv(template: RunConfig, spec: RunSpec, user_conf: Path | None) -> list
     return [sys.executable, "-m", "harness", command, *config_argv(config, exclude)]
 
 
-def launch(template: RunConfig, spec: RunSpec, user_conf: Path | None, log) -> None:
-    """Run ``spec`` in its own process; raise SubmissionError when the run fails."""
+def launch(template: RunConfig, spec: RunSpec, user_conf: Path | None, log,
+           final: Path | None = None) -> None:
+    """Run ``spec`` in its own process; raise SubmissionError when the run fails, and
+    :class:`RunInterrupted` naming what the run kept when a signal stopped it (``final``:
+    where the run goes, to find its ``.interrupted-*`` folder)."""
     argv = run_argv(template, spec, user_conf)
     log(f"running {spec.label}: python {' '.join(shlex.quote(a) for a in argv[1:])}")
-    completed = subprocess.run(argv, check=False)
-    if completed.returncode not in (EXIT_OK, EXIT_INVALID):  # INVALID is a result too
-        raise SubmissionError(f"the {spec.label} run failed (exit {completed.returncode}); "
+    started = time.time()
+    try:
+        code = run_child(argv)
+    except RunInterrupted as exc:
+        kept = kept_since(final, started) if final is not None else []
+        what = (f"its logs are kept in {', '.join(str(p) for p in kept)}" if kept
+                else "it kept no logs (stopped before LoadGen started)")
+        raise RunInterrupted(exc.signum, f"the {spec.label} run was interrupted; {what}; "
+                             f"the runs that finished stay in {template.results_dir}, where "
+                             "the next `harness submission` (without --rerun) reuses "
+                             "them") from None
+    if code not in (EXIT_OK, EXIT_INVALID):  # INVALID is a result too
+        raise SubmissionError(f"the {spec.label} run failed (exit {code}); "
                               "its output is above")
+
+
+def kept_since(final: Path, started: float) -> list[Path]:
+    """The folders a run kept beside ``final`` (``.interrupted-*``, ``.failed-*``,
+    ``.killed-*``) since ``started`` (epoch seconds)."""
+    final = Path(final)
+    try:
+        found = [p for p in final.parent.glob(f"{final.name}.*-*")
+                 if p.is_dir() and p.stat().st_mtime >= started - 1]
+    except OSError:
+        return []
+    return sorted(found)
 
 
 def tuned_user_conf(template: RunConfig, scenario_dir: Path) -> Path | None:

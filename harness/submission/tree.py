@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import os
 import shlex
 import shutil
@@ -31,7 +32,7 @@ from typing import Any
 
 from backends import model_backend
 from common.errors import ConfigError
-from common.files import PROJECT_ROOT, slug
+from common.files import PROJECT_ROOT, path_component, refuse_links, slug
 from harness.loadgen import layout
 from harness.loadgen.rules import (
     AUDITS,
@@ -51,6 +52,8 @@ from squad.data import prepare_data
 DIVISIONS = ("closed", "open")
 DEFAULT_DESCRIPTION_FILE = Path("submission.toml")
 LOG_FILES = (SUMMARY_LOG, DETAIL_LOG)
+TEXT_KEYS = ("submitter", "division", "system_type", "status", "implementation")
+TABLE_KEYS = ("system", "measurements")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -102,17 +105,37 @@ def read_description_file(path: Path | None) -> dict[str, Any]:
     except OSError as exc:
         raise ConfigError(f"{path}: cannot read the description file "
                           f"({exc.strerror or exc})") from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{path}: not UTF-8 text (byte {exc.start})") from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{path}: not TOML ({exc})") from None
-    unknown = set(data) - {"submitter", "division", "system_type", "status", "implementation",
-                           "system", "measurements"}
+    unknown = set(data) - {*TEXT_KEYS, *TABLE_KEYS}
     if unknown:
         raise ConfigError(f"{path}: unknown keys {', '.join(sorted(unknown))}")
+    for key in TEXT_KEYS:
+        if key in data and not isinstance(data[key], str):
+            raise ConfigError(f"{path}: {key} must be a string, not {type(data[key]).__name__}")
+    for key in TABLE_KEYS:
+        if key in data and not isinstance(data[key], dict):
+            raise ConfigError(f"{path}: [{key}] must be a table, not "
+                              f"{type(data[key]).__name__}")
+    for key in TABLE_KEYS:
+        for field, value in data.get(key, {}).items():
+            if not _json_scalar(value):
+                raise ConfigError(f"{path}: [{key}] {field} must be text, a number or true/"
+                                  f"false, not {value!r}"[:300])
     wrong = set(data.get("system", {})) - set(system_desc.FIELDS) - set(system_desc.POWER_FIELDS)
     if wrong:
         raise ConfigError(f"{path}: [system] has fields the system description does not: "
                           f"{', '.join(sorted(wrong))}")
     return data
+
+
+def _json_scalar(value: Any) -> bool:
+    """A value the tree's JSON files can hold as it is: text, a finite number, true/false."""
+    if isinstance(value, float):
+        return math.isfinite(value)
+    return isinstance(value, (str, int, bool))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -155,7 +178,9 @@ def _plan(config: SubmissionConfig) -> _Plan:
     backend = config.run.backend
     return _Plan(
         division=division,
-        submitter=config.submitter or user.get("submitter") or "mlperf-bert-harness",
+        # shown as it is in the tree and its JSON: refused, not changed, when unsafe
+        submitter=path_component(config.submitter or user.get("submitter")
+                                 or "mlperf-bert-harness", "submitter"),
         system_type=system_type,
         status=status,
         implementation=slug(config.implementation or user.get("implementation") or backend),
@@ -169,6 +194,8 @@ def build_submission(config: SubmissionConfig,
                      log: Callable[[str], None] = print) -> BuildOutcome:
     """Run what is missing, verify the compliance tests, write the tree."""
     plan = _plan(config)
+    full_logs = Path(config.full_logs or f"{config.out}-full-logs")
+    _check_places(config, plan, full_logs)  # before hours of runs, not after
     template = dataclasses.replace(config.run, system=plan.system)
     if template.rules not in RULESETS:
         log(f"warning: rules {template.rules!r} are not an MLPerf round's rules "
@@ -185,7 +212,6 @@ def build_submission(config: SubmissionConfig,
     log("verifying the compliance tests")
     data = prepare_data(template.data, progress=False)
     outcomes = [_verify(outcome, config.benchmark, data) for outcome in outcomes]
-    full_logs = Path(config.full_logs or f"{config.out}-full-logs")
     submitter_dir, defaulted = _write_tree(config, plan, template, model, outcomes, full_logs)
     return BuildOutcome(Path(config.out), submitter_dir, full_logs, tuple(outcomes),
                         tuple(defaulted))
@@ -211,7 +237,7 @@ def _scenario_runs(config: SubmissionConfig, template: RunConfig, model, scenari
             raise runs.SubmissionError(f"{spec.label}: {path} cannot be used ("
                                        f"{'; '.join(problems)}) and --no-run was given")
         log(f"{spec.label}: {path}: {'; '.join(problems)}; running it")
-        runs.launch(template, spec, runs.tuned_user_conf(template, scenario_dir), log)
+        runs.launch(template, spec, runs.tuned_user_conf(template, scenario_dir), log, path)
         problems = runs.problems_with(path, spec, template, model.md5)
         for _ in range(runs.TUNE_ATTEMPTS if config.tune and spec == specs["performance"]
                        else 0):
@@ -220,7 +246,7 @@ def _scenario_runs(config: SubmissionConfig, template: RunConfig, model, scenari
                 break
             log(f"{spec.label}: {'; '.join(problems)}; running it again with the "
                 f"target_qps in {tuned}")
-            runs.launch(template, spec, tuned, log)
+            runs.launch(template, spec, tuned, log, path)
             problems = runs.problems_with(path, spec, template, model.md5)
         if problems:
             raise runs.SubmissionError(
@@ -248,8 +274,10 @@ def _copy_logs(run: Path, dest: Path) -> None:
         shutil.copy2(run / name, dest / name)
 
 
-def _keep_full_log(source: Path, dest: Path) -> None:
-    """The full accuracy log, outside the tree (a hard link when the disk allows)."""
+def _keep_full_log(source: Path, dest: Path, full_root: Path) -> None:
+    """The full accuracy log, outside the tree (a hard link when the disk allows); never
+    through a symbolic link below ``full_root``."""
+    refuse_links(full_root, dest, "the full logs")
     dest.parent.mkdir(parents=True, exist_ok=True)
     dest.unlink(missing_ok=True)
     try:
@@ -265,10 +293,22 @@ def _accuracy_txt(run: Path, digest: str) -> str:
     return "\n".join([*lines, f"hash={digest}"]) + "\n"
 
 
+def _check_places(config: SubmissionConfig, plan: _Plan, full_logs: Path) -> None:
+    """Refuse a link planted where the tree or the full logs would be replaced or written
+    (the folders ``--out`` and ``--full-logs`` themselves may be links)."""
+    refuse_links(Path(config.out), Path(config.out) / plan.division / plan.submitter,
+                 "the submission tree")
+    refuse_links(full_logs, full_logs / plan.division / plan.submitter, "the full logs")
+
+
 def _write_tree(config: SubmissionConfig, plan: _Plan, template: RunConfig, model,
                 outcomes: list[ScenarioOutcome], full_logs: Path) -> tuple[Path, list[str]]:
     out = Path(config.out)
     out.mkdir(parents=True, exist_ok=True)
+    # the tree replaces out/<division>/<submitter> and writes below full_logs: never through
+    # a link planted there (out itself may be one)
+    _check_places(config, plan, full_logs)
+    final = out / plan.division / plan.submitter
     staging = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}.staging-"))
     try:
         root = staging / plan.division / plan.submitter
@@ -282,7 +322,6 @@ def _write_tree(config: SubmissionConfig, plan: _Plan, template: RunConfig, mode
                                         encoding="utf-8")
         (root / layout.SYSTEMS).mkdir()
         defaulted = _system_description(plan, template, outcomes, root, out)
-        final = out / plan.division / plan.submitter
         final.parent.mkdir(parents=True, exist_ok=True)
         if final.exists():
             old = staging / "replaced"
@@ -305,7 +344,7 @@ def _write_scenario(root: Path, full_root: Path, plan: _Plan, template: RunConfi
                                                 encoding="utf-8")
     _keep_full_log(found["accuracy"] / ACCURACY_LOG,
                    layout.result_dir(full_root, system, bench, scenario) / layout.ACCURACY
-                   / ACCURACY_LOG)
+                   / ACCURACY_LOG, full_root)
 
     tests = layout.compliance_dir(root, system, bench, scenario)
     for test in AUDITS:
@@ -317,7 +356,7 @@ def _write_scenario(root: Path, full_root: Path, plan: _Plan, template: RunConfi
         f"hash={digest}\n", encoding="utf-8")
     _keep_full_log(found["TEST01"] / ACCURACY_LOG,
                    layout.compliance_dir(full_root, system, bench, scenario) / "TEST01"
-                   / layout.ACCURACY / ACCURACY_LOG)
+                   / layout.ACCURACY / ACCURACY_LOG, full_root)
     for verification in outcome.verifications:
         compliance.write_verifications(tests / verification.test, [verification])
     (tests / "README.md").write_text(_compliance_readme(bench, scenario, template.rules),

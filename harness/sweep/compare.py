@@ -60,6 +60,9 @@ def load_side(path: Path, sweeps_dir: Path) -> Side:
             data = json.loads((path / "sweep.json").read_text(encoding="utf-8"))
         except (OSError, ValueError) as exc:
             raise HarnessError(f"{path / 'sweep.json'}: cannot read ({exc})") from None
+        if not isinstance(data, dict):
+            raise HarnessError(f"{path / 'sweep.json'}: not a JSON object but a "
+                               f"{type(data).__name__}; run the sweep again to rewrite it")
         host = (data.get("host") or {}).get("cpu", "?")
         return Side(path, "sweep", data, f"sweep {data.get('sweep')} on {host}")
     run = find_run(path) if path.is_dir() else None

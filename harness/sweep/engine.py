@@ -33,6 +33,7 @@ from harness.sweep.launch import (
     point_folder,
     run_point,
     status_of,
+    sweep_lock,
 )
 from harness.sweep.peak import (
     PeakResult,
@@ -440,7 +441,13 @@ def point_states(spec: SweepSpec, options: SweepOptions) -> list[PointRun]:
 
 def run_sweep(spec: SweepSpec, options: SweepOptions) -> SweepOutcome:
     """Run the sweep; raise :class:`SweepInterrupted` on Ctrl-C or SIGTERM (finished points
-    stay, and the table says what is done)."""
+    stay, and the table says what is done). A second sweep into the same folder meanwhile is
+    refused (:func:`sweep_lock`)."""
+    with sweep_lock(sweep_folder(spec, options.results_dir)):
+        return _run_sweep(spec, options)
+
+
+def _run_sweep(spec: SweepSpec, options: SweepOptions) -> SweepOutcome:
     method = options.peak_method or spec.peak.method
     points = plan_points(spec, options.find_peak)
     sweep = _Sweep(spec, options)
@@ -501,5 +508,12 @@ def run_sweep(spec: SweepSpec, options: SweepOptions) -> SweepOutcome:
 
 def _stopped_text(sweep: _Sweep, rows: list[dict[str, Any]]) -> str:
     done = sum(1 for r in rows if r["status"] == "done")
-    return (f"sweep {sweep.spec.name} stopped; {done} finished points are kept in "
+    text = (f"sweep {sweep.spec.name} stopped; {done} finished points are kept in "
             f"{sweep.folder}/points (re-run the same command to resume)")
+    if sweep.options.rerun:  # which measurements are new, which are the earlier ones
+        again = len(sweep.rerun_done)
+        text += (f"; --rerun measured {again} point(s) again (their earlier runs are in each "
+                 f"point's history/), {max(0, done - again)} still hold their earlier run, and "
+                 "the interrupted point keeps this attempt as run_1.interrupted-* (its earlier "
+                 "run_1, if any, untouched); without --rerun the next sweep keeps them all")
+    return text

@@ -14,6 +14,7 @@ passes one SIGINT on, so the run stops as a single Ctrl-C stops it (its logs kep
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import os
@@ -21,14 +22,18 @@ import signal
 import subprocess
 import sys
 import time
+import warnings
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from common.errors import EXIT_INVALID, EXIT_OK
-from common.files import write_json_atomic, write_text_atomic
+from filelock import FileLock, Timeout
+
+from common.errors import EXIT_INVALID, EXIT_OK, HarnessError, HarnessWarning
+from common.files import refuse_links, write_json_atomic, write_text_atomic
 from harness.loadgen.driver import RunInterrupted
 from harness.sweep.plan import Point
-from harness.sweep.record import find_run
+from harness.sweep.record import find_run, readable_run
 
 STOP_GRACE_S = 90.0  # a signalled run ends in seconds; past this it is killed
 TRACED_SUFFIX = "-trace"
@@ -52,6 +57,27 @@ class PointRun:
     resumed: bool = False  # finished by an earlier invocation
 
 
+@contextlib.contextmanager
+def sweep_lock(sweep_dir: Path) -> Iterator[None]:
+    """Hold ``<sweep>/.sweep.lock`` for the block: a second sweep into the same folder is
+    refused at once (its table would mark the first's running points failed)."""
+    folder = Path(sweep_dir)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        lock = FileLock(str(folder / ".sweep.lock"))
+        lock.acquire(timeout=0)
+    except Timeout:
+        raise HarnessError(f"another sweep is running in {folder} now (it holds "
+                           f"{folder / '.sweep.lock'}); wait for it to finish, or give this "
+                           "sweep another name or --results-dir") from None
+    except OSError as exc:
+        raise HarnessError(f"cannot write in {folder}: {exc.strerror or exc}") from None
+    try:
+        yield
+    finally:
+        lock.release()
+
+
 def point_folder(sweep_dir: Path, point: Point, traced: bool = False) -> Path:
     return Path(sweep_dir) / "points" / (point.id + (TRACED_SUFFIX if traced else ""))
 
@@ -59,20 +85,29 @@ def point_folder(sweep_dir: Path, point: Point, traced: bool = False) -> Path:
 def status_of(sweep_dir: Path, point: Point, traced: bool = False) -> PointRun:
     """Where a point stands without running it: done, failed (its last attempt) or pending."""
     folder = point_folder(sweep_dir, point, traced)
-    run = find_run(folder) if folder.is_dir() else None
+    run, damaged = readable_run(folder) if folder.is_dir() else (None, None)
     info = _read_info(folder)
     if run is not None:
         return PointRun(point, folder, "done", run, seconds=info.get("seconds"), resumed=True)
+    if damaged is not None:  # run again (the damaged run goes to the point's history/)
+        return PointRun(point, folder, "pending", error=f"damaged: {damaged}")
     if info.get("status") == "failed":
         return PointRun(point, folder, "failed", error=info.get("error"))
     return PointRun(point, folder, "pending")
 
 
+def _attempts(folder: Path) -> int:
+    attempts = _read_info(folder).get("attempts", 0)
+    return attempts if isinstance(attempts, int) and attempts >= 0 else 0
+
+
 def _read_info(folder: Path) -> dict[str, Any]:
+    """The point's ``point.json``; {} when missing or damaged (it is rewritten each attempt)."""
     try:
-        return json.loads((folder / "point.json").read_text(encoding="utf-8"))
-    except (OSError, ValueError):
+        info = json.loads((folder / "point.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError, RecursionError):
         return {}
+    return info if isinstance(info, dict) else {}
 
 
 def run_point(sweep_dir: Path, point: Point, extra_args: list[str], traced: bool = False,
@@ -83,7 +118,11 @@ def run_point(sweep_dir: Path, point: Point, extra_args: list[str], traced: bool
     previous = status_of(sweep_dir, point, traced)
     if previous.status == "done" and not again:
         return previous
-    folder = previous.folder
+    folder = refuse_links(Path(sweep_dir), previous.folder, "a sweep point")
+    if previous.error and previous.error.startswith("damaged: "):
+        note = (f"point {point.label}: {previous.error[9:]}; running it again (the damaged "
+                "run is kept in its history/)")
+        warnings.warn(HarnessWarning(note), stacklevel=2)
     folder.mkdir(parents=True, exist_ok=True)
     conf = folder / "user.conf"
     write_text_atomic(conf, point.user_conf())
@@ -91,7 +130,7 @@ def run_point(sweep_dir: Path, point: Point, extra_args: list[str], traced: bool
                *(["--keep-trace"] if traced else [])]
     info = {"id": point.id, "label": point.label, "values": point.values,
             "settings": point.settings, "traced": traced, "command": command,
-            "attempts": _read_info(folder).get("attempts", 0) + 1,
+            "attempts": _attempts(folder) + 1,
             "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "status": "running"}
     write_json_atomic(folder / "point.json", info)
     started = time.monotonic()

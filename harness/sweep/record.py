@@ -44,13 +44,36 @@ def find_run(folder: Path) -> Path | None:
     return found[0] if found else None
 
 
-def _json(path: Path) -> dict[str, Any]:
+def readable_run(folder: Path) -> tuple[Path | None, str | None]:
+    """``(run, None)`` for the finished run in ``folder`` whose figures can be read,
+    ``(None, why)`` when a run there is damaged (a binary or non-object ``result.json`` or
+    ``settings.json``, several runs), ``(None, None)`` when there is none. A sweep re-runs
+    a damaged point."""
     try:
-        return json.loads(path.read_text(encoding="utf-8"))
+        run = find_run(folder)
+        if run is not None:
+            run_figures(run)
+            run_settings(run)
+    except HarnessError as exc:
+        return None, str(exc)
+    return run, None
+
+
+def _json(path: Path) -> dict[str, Any]:
+    """A JSON object from ``path`` ({} when missing); one-line HarnessError when the file is
+    not readable UTF-8 JSON or not an object (a list, a number)."""
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
         return {}
-    except (OSError, json.JSONDecodeError) as exc:
+    except (OSError, ValueError) as exc:  # ValueError: bad JSON and bad UTF-8 alike
         raise HarnessError(f"{path}: cannot read ({exc})") from None
+    except RecursionError:
+        raise HarnessError(f"{path}: cannot read (nested too deeply)") from None
+    if not isinstance(data, dict):
+        raise HarnessError(f"{path}: not a JSON object but a {type(data).__name__}; the "
+                           "harness writes an object here")
+    return data
 
 
 def run_figures(run_dir: Path) -> dict[str, Any]:

@@ -136,8 +136,8 @@ AXES, _BASE_SETTINGS = setting_fields()
 SWEEP_BASE_KEYS = ("user_conf", "args", "conf", "backend_options")
 BASE_ONLY = (*_BASE_SETTINGS, *SWEEP_BASE_KEYS)
 # Flags a point's run gets from the sweep itself: never in [base] args.
-SWEEP_FLAGS = {"--user-conf": "user_conf", "--results-dir": "(the sweep's own folder)",
-               "--no-progress": "(always set)"}
+SWEEP_FLAGS = {"--user-conf": "user_conf", "--results-dir": "the sweep's own folder",
+               "--no-progress": "always set"}
 OPTION_PREFIX = "backend_options."
 COMBINE = ("grid", "zip")
 PEAK_METHODS = ("bisect", "loadgen")
@@ -359,9 +359,14 @@ def _base(reader: _Reader, table: dict) -> dict[str, Any]:
 def _check_args(reader: _Reader, where: str, words: list[str]) -> None:
     """Refuse a flag the sweep sets itself: it would silently change what a point measures
     (a --scenario there made SingleStream runs table as Server points)."""
-    keys = {f.flag: f.sweep_key for f in flagged_fields() if f.field.info.sweep}
+    fields = flagged_fields()
+    keys = {f.flag: f.sweep_key for f in fields if f.field.info.sweep}
+    known = {f.flag for f in fields}
     for word in words:
         flag = word.split("=", 1)[0]
+        if flag.startswith("--") and flag not in known and flag not in SWEEP_FLAGS:
+            # the run's parser takes an unambiguous prefix (--scen) as the whole flag
+            flag = next((f for f in (*keys, *SWEEP_FLAGS) if f.startswith(flag)), flag)
         if flag in keys:
             raise reader.fail(where, f"{flag} is a sweep setting: set {keys[flag]} in [base] "
                               "(or vary it in [points]) instead")
