@@ -24,6 +24,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from common.errors import EXIT_INVALID, EXIT_OK
 from common.files import write_json_atomic, write_text_atomic
 from harness.loadgen.driver import RunInterrupted
 from harness.sweep.plan import Point
@@ -108,7 +109,8 @@ def run_point(sweep_dir: Path, point: Point, extra_args: list[str], traced: bool
             write_json_atomic(folder / "point.json", info)
             raise
     seconds = time.monotonic() - started
-    run = find_run(folder) if code == 0 else None
+    # an INVALID run (exit 3) is a finished measurement, as a VALID one is
+    run = find_run(folder) if code in (EXIT_OK, EXIT_INVALID) else None
     error = None if run is not None else _error_line(log_path, offset, code)
     status = "done" if run is not None else "failed"
     info.update(status=status, exit_code=code, seconds=round(seconds, 1), error=error,
