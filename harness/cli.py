@@ -156,6 +156,9 @@ def _sweep_parser(sub) -> None:
     parser.add_argument("--rerun", action="store_true",
                         help="run finished points again (earlier runs move to each point's "
                         "history/); default: skip them")
+    parser.add_argument("--report-only", action="store_true",
+                        help="run nothing: redraw the table, plots and report from the "
+                        "points that finished (after a Ctrl-C, say)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     _data_arguments(parser)
 
@@ -186,7 +189,7 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
         results_dir=args.results_dir or workspace().sweeps,
         extra_args=_sweep_data_flags(data), progress=not args.no_progress,
         distribution=not args.no_distribution, rerun=args.rerun,
-        command=("python", "-m", "harness", *sys.argv[1:]),
+        report_only=args.report_only, command=("python", "-m", "harness", *sys.argv[1:]),
     )
     if args.list:
         for state in engine.point_states(spec, options):
@@ -198,7 +201,9 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
         print(f"note: {note}")
     print(f"table: {outcome.csv}")
     print(f"report: {outcome.report}")
-    if outcome.failed:
+    if outcome.failed and args.report_only:
+        print(f"{outcome.failed} point(s) not finished are left out", file=sys.stderr)
+    elif outcome.failed:
         print(f"{outcome.failed} point(s) did not finish; run the same command again to retry "
               "them (finished points are kept)", file=sys.stderr)
         return 1

@@ -26,6 +26,7 @@ from common.files import slug, write_text_atomic
 from common.workspace import workspace
 from harness.report.index import rebuild_index
 from harness.sweep import plots
+from harness.sweep.budget import Budget
 from harness.sweep.formula import evaluate
 from harness.sweep.launch import (
     PointRun,
@@ -36,6 +37,8 @@ from harness.sweep.launch import (
 )
 from harness.sweep.peak import (
     PeakResult,
+    Probe,
+    SearchStopped,
     best_point,
     loadgen_probes,
     planned_probes,
@@ -63,6 +66,7 @@ class SweepOptions:
     progress: bool = True
     distribution: bool = True  # run the chosen point again keeping LoadGen's trace
     rerun: bool = False  # run finished points again (a new measurement)
+    report_only: bool = False  # run nothing: the table, plots and report of what is finished
     command: tuple[str, ...] = ()  # the command line, for the report
     python: str = sys.executable
 
@@ -100,6 +104,7 @@ class _Sweep:
         self.progress: Progress | None = None
         self.notes: list[str] = []
         self.rerun_done: set[str] = set()  # --rerun: points run again in this invocation
+        self.budget: Budget | None = None  # a Server peak search's time ([peak] budget_minutes)
 
     # ---- running points -----------------------------------------------------------------
 
@@ -111,8 +116,9 @@ class _Sweep:
         try:
             key = point_folder(self.folder, point, traced).name
             again = self.options.rerun and key not in self.rerun_done
-            done = run_point(self.folder, point, list(self.options.extra_args), traced,
-                             self.options.python, again)
+            done = status_of(self.folder, point, traced) if self.options.report_only else \
+                run_point(self.folder, point, list(self.options.extra_args), traced,
+                          self.options.python, again)
             self.rerun_done.add(key)
         except (KeyboardInterrupt, SweepInterrupted):
             if not traced:
@@ -132,45 +138,100 @@ class _Sweep:
     def server_peak(self, groups: list[Point], method: str) -> None:
         for index, group in enumerate(groups):
             self.groups.append(group)
-            start = float(self.spec.peak.start or group.settings.get("target_qps")
-                          or DEFAULT_START_QPS)
             if method == "loadgen":
+                start = float(self.spec.peak.start or group.settings.get("target_qps")
+                              or DEFAULT_START_QPS)
                 self.loadgen_peak(group, start, index)
             else:
-                self.bisect_peak(group, start, index)
+                self.bisect_peak(group, index)
             left = len(groups) - index - 1
             self.progress.settle(  # type: ignore[union-attr]
-                left * (1 if method == "loadgen" else planned_probes(self.spec.peak, start))
-                + 1)
+                left * (1 if method == "loadgen" else self.planned_probes()) + 1)
 
-    def bisect_peak(self, group: Point, start: float, index: int) -> None:
-        """Bracket and bisect the target QPS of one group, a run a probe."""
+    def planned_probes(self) -> int:
+        """Probes a search is expected to take (the progress bar's total)."""
+        return planned_probes(self.spec.peak, float(self.spec.peak.start or DEFAULT_START_QPS))
+
+    def sized_probe(self, group: Point, index: int,
+                    extras: list[dict[str, Any]]) -> tuple[PointRun, float | None, str]:
+        """The first probe when ``[peak] start`` is not given: the group's run with no
+        target QPS, which sizes itself from its warm-up (half the measured samples/s);
+        its rate, and a note saying where it came from."""
+        unsized = dataclasses.replace(self.spec, base={
+            k: v for k, v in self.spec.base.items() if k != "target_qps"})
+        point = make_point(unsized, dict(group.values), self.conf_text)
+        extra: dict[str, Any] = {"probe": 1, "group": index}
+        extras.append(extra)
+        done = self.run(point, extra=extra)
+        if done.status != "done" or done.run_dir is None:
+            raise _ProbeFailed(None, "not run" if done.status == "pending"
+                               else done.error or "failed")
+        rate = recorded(done.run_dir, "settings.warmup.sized.value") \
+            or point_row(done, self.columns, self.folder).get("loadgen_target_qps")
+        measured = recorded(done.run_dir, "settings.warmup.sized.measured_samples_per_s")
+        extra["sized_qps"] = rate
+        if rate is None:
+            return done, None, "the first probe recorded no target QPS"
+        note = (f"started at {number_text(rate)} QPS, half the "
+                f"{measured:.3g} samples/s its warm-up measured" if measured
+                else f"started at the {number_text(rate)} QPS its first run was given")
+        return done, float(rate), note
+
+    def bisect_peak(self, group: Point, index: int) -> None:
+        """Bracket and bisect the target QPS of one group, a run a probe, within the
+        search's time budget (``[peak] budget_minutes``)."""
         settings = self.spec.peak
         extras: list[dict[str, Any]] = []
         starved: list[float] = []  # INVALID with no query over the bound
+        notes: list[str] = []
+        budget = self.budget
+        assert budget is not None
+        recalled: dict[float, PointRun] = {}
+
+        def judge(done: PointRun, qps: float) -> bool:
+            if done.status == "pending":  # --report-only: the search ends where it stopped
+                raise _ProbeFailed(qps, "not run")
+            if done.status != "done":
+                raise _ProbeFailed(qps, done.error or "failed")
+            row = point_row(done, self.columns, self.folder)
+            if not done.resumed and done.seconds is not None:
+                budget.learn(done.point.settings, qps, done.seconds, row.get("valid") is True)
+            if row.get("valid") is False and row.get("overlatency_count") == 0:
+                # no lower rate can pass either: too few queries, not too slow a system
+                starved.append(qps)
+                raise SearchStopped(f"stopped: {number_text(qps)} QPS was INVALID")
+            return row.get("valid") is True
 
         def verdict(qps: float) -> bool:
+            if qps in recalled:  # the sized first probe, already run
+                return judge(recalled.pop(qps), qps)
             point = make_point(self.spec, {**group.values, "target_qps": qps}, self.conf_text)
             extra = {"probe": len(extras) + 1, "group": index}
             extras.append(extra)
             done = self.run(point, extra=extra)
             self.progress.grow(  # type: ignore[union-attr]
-                max(1, planned_probes(settings, start) - len(extras)))
-            if done.status != "done":
-                raise _ProbeFailed(qps, done.error or "failed")
-            row = point_row(done, self.columns, self.folder)
-            if row.get("valid") is False and row.get("overlatency_count") == 0:
-                starved.append(qps)
-            return row.get("valid") is True
+                max(1, self.planned_probes() - len(extras)))
+            return judge(done, qps)
+
+        def fits(qps: float) -> str | None:
+            return budget.why_not(group.settings, qps)
 
         try:
-            result = search_peak(verdict, settings, start)
-        except _ProbeFailed as exc:
-            result = PeakResult(None, None, (), settings.tolerance,
-                                f"the probe at {number_text(exc.qps)} QPS failed: {exc.error}")
+            start = settings.start
+            if start is None:
+                if index and budget.left_s() < budget.probe_s(group.settings, 1e9):
+                    raise _OverBudget("no time was left in the budget for this group")
+                done, start, note = self.sized_probe(group, index, extras)
+                notes.append(note)
+                if start is None:
+                    raise _ProbeFailed(None, note)
+                recalled[start] = done
+            result = search_peak(verdict, settings, float(start), fits)
+        except (_ProbeFailed, _OverBudget) as exc:
+            result = PeakResult(None, None, (), settings.tolerance, str(exc))
         for extra, probe in zip(extras, result.probes, strict=False):
             extra["phase"] = probe.phase
-        notes = [result.note] if result.note else []
+        notes += [result.note] if result.note else []
         if starved:
             notes.append("INVALID with no query over the bound at "
                          f"{', '.join(number_text(q) for q in starved)} QPS: too few queries "
@@ -194,6 +255,25 @@ class _Sweep:
             self.runs[-1][1]["last_qps"] = result.probes[-1].qps
         self.peaks.append(dataclasses.replace(result, group=_group(group)))
 
+    def settle_interrupted(self) -> None:
+        """A peak search cut short by Ctrl-C: its bracket so far, from the probes that
+        finished (so that the report shows them)."""
+        if len(self.peaks) >= len(self.groups):
+            return
+        index = len(self.peaks)
+        done = [(extra.get("sized_qps") or run.point.settings.get("target_qps"),
+                 point_row(run, self.columns, self.folder).get("valid"))
+                for run, extra in self.runs
+                if extra.get("group") == index and run.status == "done"]
+        probes = tuple(Probe(float(qps), bool(valid), "interrupted")
+                       for qps, valid in done if qps is not None and valid is not None)
+        valid = [p.qps for p in probes if p.valid]
+        low = max(valid) if valid else None
+        above = [p.qps for p in probes if not p.valid and (low is None or p.qps > low)]
+        self.peaks.append(PeakResult(low, min(above) if above else None, probes,
+                                     self.spec.peak.tolerance, "interrupted",
+                                     _group(self.groups[index])))
+
     # ---- the table, the pictures, the page ----------------------------------------------
 
     def rows(self) -> list[dict[str, Any]]:
@@ -203,6 +283,9 @@ class _Sweep:
             row = point_row(run, self.columns, self.folder)
             row["probe"] = extra.get("probe")
             row["phase"] = extra.get("phase")
+            if extra.get("sized_qps") is not None:  # the run sized itself from its warm-up
+                row["target_qps"] = extra["sized_qps"]
+                row["label"] += f" (sized from its warm-up: {number_text(extra['sized_qps'])} QPS)"
             if extra.get("last_qps") is not None:  # LoadGen's search: the figures' own rate
                 row["target_qps"] = extra["last_qps"]
                 row["label"] += f" (LoadGen's search; figures of its last probe, " \
@@ -243,6 +326,11 @@ class _Sweep:
         if point is None:
             return None, {}
         assert self.progress is not None
+        rate = point.settings.get("target_qps")
+        if self.budget is not None and rate is not None \
+                and (why := self.budget.why_not(point.settings, float(rate))) is not None:
+            self.notes.append(f"no distribution run: a repeat at {why}")
+            return None, {}
         self.progress.grow(1)
         traced = self.run(point, traced=True)
         info: dict[str, Any] = {"point": point.label, "status": traced.status}
@@ -346,9 +434,15 @@ class _Sweep:
         }
 
 
-class _ProbeFailed(Exception):
-    def __init__(self, qps: float, error: str) -> None:
-        super().__init__(error)
+class _OverBudget(Exception):
+    """No time is left for a search (the message says so)."""
+
+
+class _ProbeFailed(SearchStopped):
+    def __init__(self, qps: float | None, error: str) -> None:
+        at = f"at {number_text(qps)} QPS " if qps is not None else ""
+        super().__init__(f"the probe {at}" + (error if error.startswith("not run")
+                                              else f"failed: {error}"))
         self.qps = qps
         self.error = error
 
@@ -439,23 +533,29 @@ def point_states(spec: SweepSpec, options: SweepOptions) -> list[PointRun]:
 
 
 def run_sweep(spec: SweepSpec, options: SweepOptions) -> SweepOutcome:
-    """Run the sweep; raise :class:`SweepInterrupted` on Ctrl-C or SIGTERM (finished points
-    stay, and the table says what is done)."""
+    """Run the sweep (``options.report_only``: run nothing, draw what is finished); raise
+    :class:`SweepInterrupted` on Ctrl-C or SIGTERM, after writing the table, plots and
+    report of the points that finished (they stay, and a re-run resumes)."""
     method = options.peak_method or spec.peak.method
     points = plan_points(spec, options.find_peak)
     sweep = _Sweep(spec, options)
+    if options.report_only and not (sweep.folder / "points").is_dir():
+        raise ConfigError(f"{spec.path}: nothing to report: no points have run in "
+                          f"{sweep.folder}")
     sweep.folder.mkdir(parents=True, exist_ok=True)
-    write_text_atomic(sweep.folder / "sweep.toml", spec.text)
+    if not options.report_only:
+        write_text_atomic(sweep.folder / "sweep.toml", spec.text)
     peak_search = options.find_peak and spec.setting("scenario", "Offline") == "Server"
     if peak_search and method == "loadgen":
         total = len(points)
     elif peak_search:
-        start = spec.peak.start or spec.setting("target_qps") or DEFAULT_START_QPS
-        total = len(points) * planned_probes(spec.peak, float(start))
+        total = len(points) * sweep.planned_probes()
     else:
         total = len(points)
     started = time.monotonic()
-    sweep.progress = Progress(spec.name, total, options.progress)
+    if peak_search and method != "loadgen":
+        sweep.budget = Budget(spec.peak.budget_minutes, started)
+    sweep.progress = Progress(spec.name, total, options.progress and not options.report_only)
     undo = _handle_sigterm()
     try:
         if peak_search:
@@ -470,10 +570,9 @@ def run_sweep(spec: SweepSpec, options: SweepOptions) -> SweepOutcome:
         reached = {run.point.id for run, _ in sweep.runs}
         sweep.runs += [(status_of(sweep.folder, point), {}) for point in sweep.planned
                        if point.id not in reached]
+        sweep.settle_interrupted()
         rows = sweep.rows()
-        summary = sweep.summary(rows, time.monotonic() - started)
-        summary["interrupted"] = True
-        write_tables(sweep.folder, rows, summary)
+        _write_outputs(sweep, rows, time.monotonic() - started, None, {}, interrupted=True)
         if isinstance(exc, KeyboardInterrupt):
             raise SweepInterrupted(signal.SIGINT, _stopped_text(sweep, rows)) from None
         exc.args = (_stopped_text(sweep, rows),)
@@ -482,9 +581,21 @@ def run_sweep(spec: SweepSpec, options: SweepOptions) -> SweepOutcome:
         undo()
     sweep.progress.close()
     seconds = time.monotonic() - started
+    headline, csv_path, report = _write_outputs(sweep, rows, seconds, distribution, info)
+    failed = sum(1 for r in rows if r["status"] != "done")
+    return SweepOutcome(sweep.folder, rows, headline, failed, report, csv_path, sweep.peaks,
+                        seconds, sweep.notes)
+
+
+def _write_outputs(sweep: _Sweep, rows: list[dict[str, Any]], seconds: float,
+                   distribution: Path | None, info: dict[str, Any],
+                   interrupted: bool = False) -> tuple[str, Path, Path]:
+    """The table, the plots and the report of the rows so far; the headline and paths."""
     headline = _headline(sweep, rows, seconds)
+    if interrupted:
+        headline = "Interrupted; what finished: " + headline
     summary = sweep.summary(rows, seconds)
-    summary.update(headline=headline, distribution=info,
+    summary.update(headline=headline, distribution=info, interrupted=interrupted,
                    headline_ok=not sweep.peaks or any(p.peak is not None for p in sweep.peaks))
     images = sweep.pictures(rows)
     if distribution is not None:
@@ -493,13 +604,12 @@ def run_sweep(spec: SweepSpec, options: SweepOptions) -> SweepOutcome:
     summary["plots"] = [str(path.relative_to(sweep.folder)) for path, _ in images]
     csv_path, _ = write_tables(sweep.folder, rows, summary)
     report = write_report(sweep.folder / "report.html", summary, rows, images)
-    failed = sum(1 for r in rows if r["status"] != "done")
-    rebuild_index(options.results_dir)  # results/index.html; a failure is only a warning
-    return SweepOutcome(sweep.folder, rows, headline, failed, report, csv_path, sweep.peaks,
-                        seconds, sweep.notes)
+    rebuild_index(sweep.options.results_dir)  # results/index.html; a failure only warns
+    return headline, csv_path, report
 
 
 def _stopped_text(sweep: _Sweep, rows: list[dict[str, Any]]) -> str:
     done = sum(1 for r in rows if r["status"] == "done")
     return (f"sweep {sweep.spec.name} stopped; {done} finished points are kept in "
-            f"{sweep.folder}/points (re-run the same command to resume)")
+            f"{sweep.folder}/points, with the table and report of them in {sweep.folder} "
+            "(re-run the same command to resume)")
