@@ -8,6 +8,7 @@ The flags of the commands that run LoadGen are generated from the settings decla
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import sys
 import time
@@ -220,18 +221,45 @@ def _compare_parser(sub) -> None:
     parser.add_argument("--results-dir", type=_cli_path, default=None,
                         help="where sweep files' results are (default: results/sweeps in the "
                         "workspace)")
+    parser.add_argument("--force", action="store_true",
+                        help="compare runs of different scenarios, models or rules (a warning "
+                        "instead of a refusal)")
+    parser.add_argument("--json", action="store_true", help="the comparison as JSON")
+    parser.add_argument("--fail-below", type=_percent, default=None, metavar="PCT",
+                        help="exit 1 when B's headline figure (the scenario's metric, a "
+                        "sweep's peak QPS) is worse than A's by more than PCT %% or a verdict "
+                        "went INVALID: a regression gate for CI")
     published_cli.add_compare_arguments(parser)
 
 
+def _percent(text: str) -> float:
+    """``--fail-below``: a percentage from 0 to 100."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not 0 <= value <= 100:  # nan fails too
+        raise argparse.ArgumentTypeError(f"expected a percentage from 0 to 100, got {text!r}")
+    return value
+
+
 def _cmd_compare(args: argparse.Namespace) -> int:
-    from harness.sweep.compare import compare
+    """Exit 1 when ``--fail-below`` finds a regression."""
+    from harness.sweep.compare import compare_sides
+    from harness.sweep.comparison import comparable_list
 
     if args.published:
         return published_cli.cmd_compare(args)
-    if args.a is None or len(args.b) != 1:
+    sweeps = args.results_dir or workspace().sweeps
+    if args.a is None:  # what there is to compare
+        print(comparable_list(workspace().results, sweeps), end="")
+        return 0
+    if len(args.b) != 1:
         raise ConfigError("compare takes two runs or sweeps, A B (or --published ROUND RUN...)")
-    print(compare(args.a, args.b[0], args.results_dir or workspace().sweeps), end="")
-    return 0
+    result = compare_sides(args.a, args.b[0], sweeps, force=args.force,
+                           fail_below_pct=args.fail_below, as_json=args.json)
+    print(result.text, end="")
+    return EXIT_CHECK_FAILED if result.regressed else EXIT_OK
 
 
 # ---- submissions: compliance tests, the tree, the checker (harness.submission) -----------
