@@ -500,7 +500,8 @@ def _cmd_list(_: argparse.Namespace) -> int:
     print("backends:")
     for name in available_backends():
         entry = backend_entry(name)
-        print(f"  {name:12s} loads {', '.join(entry.formats)}")
+        loads = ", ".join(entry.formats) or "what the backend it wraps loads (its options)"
+        print(f"  {name:12s} loads {loads}")
         try:
             options = get_backend_class(name).known_options
         except BackendError:
