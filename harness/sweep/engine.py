@@ -49,6 +49,7 @@ from harness.sweep.progress import Progress
 from harness.sweep.record import recorded, run_settings, sample_latencies
 from harness.sweep.report import write_report
 from harness.sweep.spec import OPTION_PREFIX, SweepSpec
+from harness.sweep.stream_plots import stream_plot
 from harness.sweep.table import point_row, setting_columns, write_tables
 from harness.system import describe_host
 
@@ -371,11 +372,21 @@ class _Sweep:
                 images.append((path, caption))
 
         scenario = self.spec.setting("scenario", "Offline")
-        if scenario != "Offline":  # an Offline latency is a sample's wait in one query
-            add(plots.latency_plot(rows, axes, where / "latency.png",
-                                   f"{name}: latency against achieved QPS"),
-                "Latency percentiles against the achieved rate; the dashed line is the "
-                "latency bound, crosses mark INVALID runs.")
+        if scenario in ("SingleStream", "MultiStream") and self.spec.axis("scenario") is None:
+            add(stream_plot(rows, axes, scenario, where / "latency.png", name),
+                f"Latency percentiles of each point ({scenario}: the rate achieved is 1 / "
+                "latency, so it is no axis here); the scenario's metric is drawn bold "
+                f"({'p90' if scenario == 'SingleStream' else 'p99 of whole queries'}), "
+                "crosses mark INVALID runs.")
+        elif scenario != "Offline":  # an Offline latency is a sample's wait in one query
+            targeted = all(r.get("target_qps") is not None
+                           for r in rows if r.get("p99_ms") is not None)
+            add(plots.latency_plot(rows, axes, where / "latency.png", name),
+                ("p50, p90 and p99 against the target QPS each point was asked for (left) "
+                 "and the QPS it achieved (right: past saturation the achieved rate stalls "
+                 "while latency climbs)" if targeted else
+                 "p50, p90 and p99 against the QPS achieved")
+                + "; the dashed line is the latency bound, crosses mark INVALID runs.")
         for index, peak in enumerate(self.peaks):
             probes = [{"qps": row.get("target_qps"), "valid": row.get("valid"),
                        "p99_ms": row.get("p99_ms")}
@@ -391,8 +402,11 @@ class _Sweep:
                                    if peak.note.startswith("LoadGen") else "")),
                 f"Every probe of the peak search in order: {peak.text()}")
         if scenario != "Server" or "target_qps" not in axes:
+            panels = " and ".join(word for word in ("batch size", "threads")
+                                  if word.replace(" ", "_") in axes)
             add(plots.throughput_plot(rows, axes, where / "throughput.png", name),
-                "Samples/s against batch size and threads; the star is the best VALID point.")
+                f"Samples/s against {panels}; the star is the best point (VALID first), "
+                "crosses mark INVALID runs.")
         for axis in axes:
             if axis in ("target_qps", "batch_size", "threads") or len(
                     self.spec.axis(axis).values) < 2:  # type: ignore[union-attr]
