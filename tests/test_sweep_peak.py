@@ -10,6 +10,8 @@ from pathlib import Path
 import pytest
 
 from harness.sweep.budget import DEFAULT_OVERHEAD_S, Budget, probe_loadgen_s
+from harness.sweep.engine import _too_busy
+from harness.sweep.launch import PointRun
 from harness.sweep.peak import (
     SearchStopped,
     best_point,
@@ -17,7 +19,8 @@ from harness.sweep.peak import (
     planned_probes,
     search_peak,
 )
-from harness.sweep.spec import PeakSettings
+from harness.sweep.plan import make_point
+from harness.sweep.spec import PeakSettings, SweepSpec
 
 BOUND_MS = 130.0
 
@@ -206,3 +209,17 @@ def test_a_probe_costs_its_queries_at_its_rate_plus_what_the_process_costs() -> 
     assert budget.why_not(short, 50.0) is None  # 30 s of 120
     why = budget.why_not(short, 4.0)  # 20 + 114.75 s
     assert why is not None and "135 s" in why and "2-minute budget" in why
+
+
+def test_a_probe_whose_warm_up_is_slower_than_the_bound_ends_the_search(tmp_path: Path) -> None:
+    run = tmp_path / "run_1"
+    run.mkdir()
+    (run / "settings.json").write_text(json.dumps({"warmup": {"s_per_sample": 0.207}}))
+    point = make_point(SweepSpec(tmp_path / "s.toml", "s", "", {}, ()), {}, "")
+    done = PointRun(point, tmp_path, "done", run)
+    row = {"valid": False, "latency_bound_ms": 130.0}
+    why = _too_busy(done, row)
+    assert why is not None and "207 ms a sample, above the 130 ms bound" in why
+    assert _too_busy(done, {**row, "valid": True}) is None  # it passed: the search goes on
+    (run / "settings.json").write_text(json.dumps({"warmup": {"s_per_sample": 0.05}}))
+    assert _too_busy(done, row) is None  # slow enough to fail, fast enough to pass lower

@@ -188,6 +188,7 @@ class _Sweep:
         budget = self.budget
         assert budget is not None
         recalled: dict[float, PointRun] = {}
+        hopeless: list[str] = []  # why no rate can pass on this machine now
 
         def judge(done: PointRun, qps: float) -> bool:
             if done.status == "pending":  # --report-only: the search ends where it stopped
@@ -201,6 +202,9 @@ class _Sweep:
                 # no lower rate can pass either: too few queries, not too slow a system
                 starved.append(qps)
                 raise SearchStopped(f"stopped: {number_text(qps)} QPS was INVALID")
+            busy = _too_busy(done, row)
+            if busy is not None:
+                hopeless.append(busy)
             return row.get("valid") is True
 
         def verdict(qps: float) -> bool:
@@ -215,6 +219,8 @@ class _Sweep:
             return judge(done, qps)
 
         def fits(qps: float) -> str | None:
+            if hopeless:
+                return f"{number_text(qps)} QPS: {hopeless[-1]}"
             return budget.why_not(group.settings, qps)
 
         try:
@@ -327,7 +333,9 @@ class _Sweep:
         if point is None:
             return None, {}
         assert self.progress is not None
-        rate = point.settings.get("target_qps")
+        rate = point.settings.get("target_qps") or next(
+            (row.get("target_qps") for (run, _), row in zip(self.runs, rows, strict=True)
+             if run.point.id == point.id), None)
         if self.budget is not None and rate is not None \
                 and (why := self.budget.why_not(point.settings, float(rate))) is not None:
             self.notes.append(f"no distribution run: a repeat at {why}")
@@ -335,6 +343,9 @@ class _Sweep:
         self.progress.grow(1)
         traced = self.run(point, traced=True)
         info: dict[str, Any] = {"point": point.label, "status": traced.status}
+        if traced.status == "pending":  # --report-only: not run (or not finished) yet
+            self.notes.append(f"the distribution run of {point.label} has not finished")
+            return None, info
         if traced.status != "done" or traced.run_dir is None:
             self.notes.append(f"the distribution run of {point.label} failed: {traced.error}")
             return None, info
@@ -459,6 +470,19 @@ class _ProbeFailed(SearchStopped):
                                               else f"failed: {error}"))
         self.qps = qps
         self.error = error
+
+
+def _too_busy(done: PointRun, row: dict[str, Any]) -> str | None:
+    """Why no rate can be VALID, when an INVALID probe's own warm-up took longer a sample
+    than the latency bound allows (a query cannot be faster than one sample's call)."""
+    if row.get("valid") is not False or done.run_dir is None or not row.get("latency_bound_ms"):
+        return None
+    per_sample = recorded(done.run_dir, "settings.warmup.s_per_sample")
+    if per_sample is None or per_sample * 1e3 <= row["latency_bound_ms"]:
+        return None
+    return (f"the warm-up took {per_sample * 1e3:.0f} ms a sample, above the "
+            f"{number_text(row['latency_bound_ms'])} ms bound: no rate can be VALID while "
+            "the machine is this busy (see uptime; run again when it is quieter)")
 
 
 def _same(a: Any, b: Any) -> bool:
