@@ -10,7 +10,6 @@ from pathlib import Path
 import pytest
 
 from harness.sweep.budget import DEFAULT_OVERHEAD_S, Budget, probe_loadgen_s
-from harness.sweep.engine import _too_busy
 from harness.sweep.launch import PointRun
 from harness.sweep.peak import (
     SearchStopped,
@@ -20,6 +19,7 @@ from harness.sweep.peak import (
     search_peak,
 )
 from harness.sweep.plan import make_point
+from harness.sweep.search import _too_busy
 from harness.sweep.spec import PeakSettings, SweepSpec
 
 BOUND_MS = 130.0
