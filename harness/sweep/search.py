@@ -138,9 +138,12 @@ class ServerSearch:
 
         try:
             start = settings.start
+            # a later group's first probe must fit what the earlier groups left
+            why = budget.why_not(group.settings, start or 1e9) if index else None
+            if why is not None:
+                raise _OverBudget("not searched: its first probe would not fit what is left "
+                                  "of the budget" + (f" (at {why})" if start else ""))
             if start is None:
-                if index and budget.left_s() < budget.probe_s(group.settings, 1e9):
-                    raise _OverBudget("no time was left in the budget for this group")
                 done, start, note = self.sized_probe(group, index, extras)
                 notes.append(note)
                 if start is None:
