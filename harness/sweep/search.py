@@ -101,7 +101,7 @@ class ServerSearch:
         budget = self.budget
         assert budget is not None
         recalled: dict[float, PointRun] = {}
-        hopeless: list[str] = []  # why no rate can pass on this machine now
+        hopeless: list[str] = []  # why no rate can pass (this few queries, this busy)
 
         def judge(done: PointRun, qps: float) -> bool:
             if done.status == "pending":  # --report-only: the search ends where it stopped
@@ -114,7 +114,8 @@ class ServerSearch:
             if row.get("valid") is False and row.get("overlatency_count") == 0:
                 # no lower rate can pass either: too few queries, not too slow a system
                 starved.append(qps)
-                raise SearchStopped(f"stopped: {number_text(qps)} QPS was INVALID")
+                hopeless.append(f"{number_text(qps)} QPS was INVALID with no query over the "
+                                "bound, so no rate can pass with this few queries")
             busy = _too_busy(done, row)
             if busy is not None:
                 hopeless.append(busy)
