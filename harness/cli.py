@@ -213,9 +213,10 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
 
 def _compare_parser(sub) -> None:
     text = "the change in every figure between two runs or two sweeps"
-    parser = sub.add_parser("compare", help=text, description=text)
+    parser = sub.add_parser("compare", help=text, description=text + "; without A and B, "
+                            "the runs and sweeps there are to compare")
     parser.add_argument("a", type=_cli_path, nargs="?",
-                        help="run folder, sweep folder or sweep file")
+                        help="run folder, sweep folder or sweep file (none: list them)")
     parser.add_argument("b", type=_cli_path, nargs="*",
                         help="the same kind as A (with --published: more runs)")
     parser.add_argument("--results-dir", type=_cli_path, default=None,
