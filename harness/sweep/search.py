@@ -139,11 +139,14 @@ class ServerSearch:
 
         try:
             start = settings.start
-            # a later group's first probe must fit what the earlier groups left
-            why = budget.why_not(group.settings, start or 1e9) if index else None
+            # a later group's first probe must fit what the earlier groups left (a sized
+            # one's rate is not known before it runs: the last group's start stands in)
+            last = self.peaks[-1].probes[0].qps if self.peaks and self.peaks[-1].probes \
+                else 1e9
+            why = budget.why_not(group.settings, start or last) if index else None
             if why is not None:
                 raise _OverBudget("not searched: its first probe would not fit what is left "
-                                  "of the budget" + (f" (at {why})" if start else ""))
+                                  f"of the budget (at {why})")
             if start is None:
                 done, start, note = self.sized_probe(group, index, extras)
                 notes.append(note)
