@@ -56,9 +56,10 @@ def spec(tmp_path: Path, peak: PeakSettings, queries: int, groups: int = 1) -> S
 
 
 def search(tmp_path: Path, peak: PeakSettings, queries: int = 1, groups: int = 1,
-           capacity: float = 50.0, measured: float = 80.0):
+           capacity: float = 50.0, measured: float = 80.0, distribution: bool = False):
     options = SweepOptions(find_peak=True, results_dir=tmp_path / "out", progress=False,
-                           distribution=False, python=stand_in(tmp_path, capacity, measured))
+                           distribution=distribution,
+                           python=stand_in(tmp_path, capacity, measured))
     return run_sweep(spec(tmp_path, peak, queries, groups), options)
 
 
@@ -89,9 +90,14 @@ def test_the_budget_stops_the_search_and_leaves_later_groups_unsearched(
 def test_a_machine_too_busy_for_the_bound_ends_the_search(tmp_path: Path) -> None:
     # 5 samples/s measured: 200 ms a sample, above the 130 ms bound: no lower rate can pass
     outcome = search(tmp_path, PeakSettings(growth=2.0, tolerance=0.5), capacity=1.0,
-                     measured=5.0)
+                     measured=5.0, distribution=True)
     peak = outcome.peaks[0]
     assert [p.qps for p in peak.probes] == [2.5] and peak.peak is None
     assert "stopped before a probe at 1.25 QPS: the warm-up took 200 ms a sample, above " \
         "the 130 ms bound" in peak.note
     assert outcome.rows[0]["latency_bound_ms"] == 130.0
+    # no peak: the best point is repeated for the distribution plot at the rate it ran at,
+    # not sized again from a new warm-up
+    traced = next((outcome.folder / "points").glob("*-trace"))
+    command = json.loads((traced / "point.json").read_text())["command"]
+    assert command[command.index("--target-qps") + 1] == "2.5"

@@ -175,7 +175,13 @@ class _Sweep(ServerSearch):
             rate, group = max(found, key=lambda pair: pair[0])
             return make_point(self.spec, {**group.values, "target_qps": rate}, self.conf_text)
         best = best_point([row for _, row in done])
-        return next((run.point for run, row in done if row is best), None)
+        run = next((run for run, row in done if row is best), None)
+        if run is not None and best is not None and run.point.setting("target_qps") is None \
+                and best.get("target_qps") is not None:  # a run that sized itself: the
+            # repeat is given the rate it ran at (sizing itself again would pick another)
+            return make_point(self.spec, {**run.point.values, "target_qps": best["target_qps"]},
+                              self.conf_text)
+        return None if run is None else run.point
 
     def distribution(self, rows: list[dict[str, Any]]) -> tuple[Path | None, dict[str, Any]]:
         point = self.chosen(rows)
