@@ -72,8 +72,8 @@ agree: install ## every backend on the same features: logits, answers, F1 (MODEL
 sweep: install ## run a sweep file's points, table + plots + report: make sweep SWEEP=sweeps/x.toml
 	$(PY) -m harness sweep $(call q,$(SWEEP)) --mirror $(call q,$(MIRROR)) $(ARGS)
 
-compare: install ## every figure of two runs or sweeps: make compare A=folder B=folder
-	$(PY) -m harness compare $(call q,$(A)) $(call q,$(B))
+compare: install ## every figure of two runs or sweeps: make compare A=folder B=folder (no A: what there is; ARGS="--fail-below 5")
+	$(PY) -m harness compare $(if $(A),$(call q,$(A))) $(if $(B),$(call q,$(B))) $(ARGS)
 
 published: install ## published MLPerf v1.0/v1.1 BERT results: make published ARGS="--scenario Offline"
 	$(PY) -m harness published $(ARGS)

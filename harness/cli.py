@@ -8,6 +8,7 @@ The flags of the commands that run LoadGen are generated from the settings decla
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import sys
 import time
@@ -156,6 +157,9 @@ def _sweep_parser(sub) -> None:
     parser.add_argument("--rerun", action="store_true",
                         help="run finished points again (earlier runs move to each point's "
                         "history/); default: skip them")
+    parser.add_argument("--report-only", action="store_true",
+                        help="run nothing: redraw the table, plots and report from the "
+                        "points that finished (after a Ctrl-C, say)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     _data_arguments(parser)
 
@@ -186,7 +190,7 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
         results_dir=args.results_dir or workspace().sweeps,
         extra_args=_sweep_data_flags(data), progress=not args.no_progress,
         distribution=not args.no_distribution, rerun=args.rerun,
-        command=("python", "-m", "harness", *sys.argv[1:]),
+        report_only=args.report_only, command=("python", "-m", "harness", *sys.argv[1:]),
     )
     if args.list:
         for state in engine.point_states(spec, options):
@@ -198,7 +202,9 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
         print(f"note: {note}")
     print(f"table: {outcome.csv}")
     print(f"report: {outcome.report}")
-    if outcome.failed:
+    if outcome.failed and args.report_only:
+        print(f"{outcome.failed} point(s) not finished are left out", file=sys.stderr)
+    elif outcome.failed:
         print(f"{outcome.failed} point(s) did not finish; run the same command again to retry "
               "them (finished points are kept)", file=sys.stderr)
         return 1
@@ -207,26 +213,54 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
 
 def _compare_parser(sub) -> None:
     text = "the change in every figure between two runs or two sweeps"
-    parser = sub.add_parser("compare", help=text, description=text)
+    parser = sub.add_parser("compare", help=text, description=text + "; without A and B, "
+                            "the runs and sweeps there are to compare")
     parser.add_argument("a", type=_cli_path, nargs="?",
-                        help="run folder, sweep folder or sweep file")
+                        help="run folder, sweep folder or sweep file (none: list them)")
     parser.add_argument("b", type=_cli_path, nargs="*",
                         help="the same kind as A (with --published: more runs)")
     parser.add_argument("--results-dir", type=_cli_path, default=None,
                         help="where sweep files' results are (default: results/sweeps in the "
                         "workspace)")
+    parser.add_argument("--force", action="store_true",
+                        help="compare runs of different scenarios, models or rules (a warning "
+                        "instead of a refusal)")
+    parser.add_argument("--json", action="store_true", help="the comparison as JSON")
+    parser.add_argument("--fail-below", type=_percent, default=None, metavar="PCT",
+                        help="exit 1 when B's headline figure (the scenario's metric, a "
+                        "sweep's peak QPS) is worse than A's by more than PCT %% or a verdict "
+                        "went INVALID: a regression gate for CI")
     published_cli.add_compare_arguments(parser)
 
 
+def _percent(text: str) -> float:
+    """``--fail-below``: a percentage from 0 to 100."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not 0 <= value <= 100:  # nan fails too
+        raise argparse.ArgumentTypeError(f"expected a percentage from 0 to 100, got {text!r}")
+    return value
+
+
 def _cmd_compare(args: argparse.Namespace) -> int:
-    from harness.sweep.compare import compare
+    """Exit 1 when ``--fail-below`` finds a regression."""
+    from harness.sweep.compare import compare_sides
+    from harness.sweep.comparison import comparable_list
 
     if args.published:
         return published_cli.cmd_compare(args)
-    if args.a is None or len(args.b) != 1:
+    sweeps = args.results_dir or workspace().sweeps
+    if args.a is None:  # what there is to compare
+        print(comparable_list(workspace().results, sweeps), end="")
+        return 0
+    if len(args.b) != 1:
         raise ConfigError("compare takes two runs or sweeps, A B (or --published ROUND RUN...)")
-    print(compare(args.a, args.b[0], args.results_dir or workspace().sweeps), end="")
-    return 0
+    result = compare_sides(args.a, args.b[0], sweeps, force=args.force,
+                           fail_below_pct=args.fail_below, as_json=args.json)
+    print(result.text, end="")
+    return EXIT_CHECK_FAILED if result.regressed else EXIT_OK
 
 
 # ---- submissions: compliance tests, the tree, the checker (harness.submission) -----------
@@ -469,7 +503,8 @@ def _cmd_list(_: argparse.Namespace) -> int:
     print("backends:")
     for name in available_backends():
         entry = backend_entry(name)
-        print(f"  {name:12s} loads {', '.join(entry.formats)}")
+        loads = ", ".join(entry.formats) or "what the backend it wraps loads (its options)"
+        print(f"  {name:12s} loads {loads}")
         try:
             options = get_backend_class(name).known_options
         except BackendError:

@@ -9,24 +9,26 @@ from pathlib import Path
 
 import pytest
 
-from common.errors import HarnessError
-from harness.sweep.compare import change, compare
+from common.errors import HarnessError, HarnessWarning
+from harness.sweep.compare import change, compare, compare_sides
 
 
-def make_run(root: Path, samples: float, p99_ms: float, valid: bool, backend: str) -> Path:
+def make_run(root: Path, samples: float, p99_ms: float, valid: bool, backend: str,
+             scenario: str = "Server", model: str = "minilm", rules: str = "loadgen") -> Path:
     """A finished run folder as the harness leaves it (the figures compare reads)."""
-    run = root / "sys" / "model" / "Server" / "performance" / "run_1"
+    run = root / "sys" / "model" / scenario / "performance" / "run_1"
     run.mkdir(parents=True)
     latencies = {"50.00": p99_ms / 3 * 1e6, "90.00": p99_ms / 2 * 1e6, "99.00": p99_ms * 1e6,
                  "mean": p99_ms / 3 * 1e6, "max": p99_ms * 1.5e6, "min": 1e6}
     (run / "result.json").write_text(json.dumps({
-        "scenario": "Server", "mode": "performance", "valid": valid,
+        "scenario": scenario, "mode": "performance", "valid": valid,
         "samples_per_second": samples, "latencies_ns": latencies, "query_latencies_ns": {},
         "query_count": 400, "invalid_reasons": [] if valid else ["latency constraint not met"],
         "errors": [], "wall_s": 10.2}))
     (run / "settings.json").write_text(json.dumps({
-        "config": {"scenario": "Server", "backend": backend, "batch_size": 1},
-        "model": {"name": "minilm"}, "host": {"cpu": "Test CPU"}}))
+        "config": {"scenario": scenario, "backend": backend, "batch_size": 1, "model": model,
+                   "rules": rules, "results_dir": str(root)},
+        "model": {"name": model}, "host": {"cpu": "Test CPU"}}))
     return run
 
 
@@ -97,3 +99,88 @@ def test_the_command_line(tmp_path: Path) -> None:
     missing = cli("a", "nowhere")
     assert missing.returncode == 2 and missing.stderr.count("error: ") == 1
     assert "nowhere: no such run or sweep folder" in missing.stderr
+    make_run(tmp_path / "worse", 20.0, 110.0, True, "onnxruntime")
+    gate = cli("a", "worse", "--fail-below", "10")
+    assert gate.returncode == 1 and "regression:" in gate.stdout, gate.stderr
+    assert cli("a", "b", "--fail-below", "10").returncode == 0
+    bad = cli("a", "b", "--fail-below", "nan")
+    assert bad.returncode == 2 and "expected a percentage from 0 to 100" in bad.stderr
+    make_run(tmp_path / "offline", 20.0, 110.0, True, "onnxruntime", scenario="Offline")
+    refused = cli("a", "offline")
+    assert refused.returncode == 2 and refused.stderr.count("error: ") == 1
+    assert "Traceback" not in refused.stderr
+    forced = cli("a", "offline", "--force", "--json")
+    assert forced.returncode == 0 and "\nwarning: comparing different things" in forced.stderr
+    assert json.loads(forced.stdout)["mismatch"] == ["scenario: Server in A, Offline in B"]
+    listing = cli("--results-dir", str(tmp_path))
+    assert listing.returncode == 0 and "compare takes two runs or two sweeps" in listing.stdout
+
+
+def test_runs_of_different_scenarios_models_or_rules_are_refused_unless_forced(
+        tmp_path: Path) -> None:
+    make_run(tmp_path / "a", 40.0, 120.0, True, "onnxruntime")
+    make_run(tmp_path / "b", 44.0, 90.0, True, "onnxruntime", scenario="Offline")
+    make_run(tmp_path / "c", 44.0, 90.0, True, "onnxruntime", model="bert-large",
+             rules="v1.1")
+    with pytest.raises(HarnessError, match="scenario: Server in A, Offline in B"):
+        compare_sides(tmp_path / "a", tmp_path / "b", tmp_path)
+    with pytest.raises(HarnessError) as refused:
+        compare_sides(tmp_path / "a", tmp_path / "c", tmp_path)
+    assert "model: minilm in A, bert-large in B" in str(refused.value)
+    assert "rules: loadgen in A, v1.1 in B" in str(refused.value)
+    assert "--force" in str(refused.value)
+    with pytest.warns(HarnessWarning, match="scenario: Server in A, Offline in B"):
+        forced = compare_sides(tmp_path / "a", tmp_path / "b", tmp_path, force=True)
+    assert "+4.00 (+10.0%, better)" in forced.text
+
+
+def test_every_setting_that_differs_is_shown_and_locations_are_not(tmp_path: Path) -> None:
+    make_run(tmp_path / "a", 40.0, 120.0, True, "onnxruntime")
+    make_run(tmp_path / "b", 40.0, 120.0, True, "pytorch")
+    text = compare(tmp_path / "a", tmp_path / "b", tmp_path)
+    lines = text.splitlines()
+    at = lines.index("settings that differ:")
+    assert lines[at + 2].split() == ["config.backend", "onnxruntime", "pytorch"]
+    assert "results_dir" not in text  # each run's own folder: not a setting that differs
+    make_run(tmp_path / "c", 40.0, 120.0, True, "onnxruntime")
+    assert "settings: the same" in compare(tmp_path / "a", tmp_path / "c", tmp_path)
+
+
+def test_fail_below_is_a_regression_gate(tmp_path: Path) -> None:
+    make_run(tmp_path / "a", 40.0, 120.0, True, "onnxruntime")
+    make_run(tmp_path / "slower", 30.0, 120.0, True, "onnxruntime")
+    make_run(tmp_path / "near", 38.0, 125.0, True, "onnxruntime")
+    make_run(tmp_path / "invalid", 41.0, 150.0, False, "onnxruntime")
+    slower = compare_sides(tmp_path / "a", tmp_path / "slower", tmp_path, fail_below_pct=10)
+    assert slower.regressed and "regression: samples_per_second 25.0% worse, past the 10% " \
+        "allowed" in slower.text
+    near = compare_sides(tmp_path / "a", tmp_path / "near", tmp_path, fail_below_pct=10)
+    assert not near.regressed and "no regression past 10%" in near.text
+    assert compare_sides(tmp_path / "a", tmp_path / "near", tmp_path, fail_below_pct=4).regressed
+    invalid = compare_sides(tmp_path / "a", tmp_path / "invalid", tmp_path, fail_below_pct=10)
+    assert invalid.regressed and "valid now INVALID" in invalid.text
+    # without --fail-below nothing is judged a regression
+    assert not compare_sides(tmp_path / "a", tmp_path / "slower", tmp_path).regressed
+
+
+def test_a_sweep_regresses_when_its_peak_falls(tmp_path: Path) -> None:
+    make_sweep(tmp_path / "before", 41.0, [(10, 10.0, 30.0), (20, 19.5, 60.0)])
+    make_sweep(tmp_path / "after", 30.0, [(10, 10.0, 20.0), (20, 20.0, 45.0)])
+    result = compare_sides(tmp_path / "before", tmp_path / "after", tmp_path, fail_below_pct=5)
+    assert result.regressed and "peak QPS 26.8% worse" in result.text
+    back = compare_sides(tmp_path / "after", tmp_path / "before", tmp_path, fail_below_pct=5)
+    assert not back.regressed
+
+
+def test_json_for_machines(tmp_path: Path) -> None:
+    make_run(tmp_path / "a", 40.0, 120.0, True, "onnxruntime")
+    make_run(tmp_path / "b", 30.0, 100.0, True, "pytorch")
+    data = json.loads(compare_sides(tmp_path / "a", tmp_path / "b", tmp_path, as_json=True,
+                                    fail_below_pct=10).text)
+    figures = {f["figure"]: f for f in data["figures"]}
+    assert figures["samples_per_second"]["a"] == 40.0 and figures["samples_per_second"]["b"] \
+        == 30.0 and figures["samples_per_second"]["change"] == "-10.00 (-25.0%, worse)"
+    assert data["settings"] == [{"setting": "config.backend", "a": "onnxruntime",
+                                 "b": "pytorch"}]
+    assert data["regressed"] is True and data["headline"][0]["change_pct"] == -25.0
+    assert data["a"]["kind"] == "run" and data["mismatch"] == []

@@ -4,12 +4,23 @@ from __future__ import annotations
 
 import json
 import math
+import time
 from pathlib import Path
 
 import pytest
 
-from harness.sweep.peak import best_point, loadgen_probes, planned_probes, search_peak
-from harness.sweep.spec import PeakSettings
+from harness.sweep.budget import DEFAULT_OVERHEAD_S, Budget, probe_loadgen_s
+from harness.sweep.launch import PointRun
+from harness.sweep.peak import (
+    SearchStopped,
+    best_point,
+    loadgen_probes,
+    planned_probes,
+    search_peak,
+)
+from harness.sweep.plan import make_point
+from harness.sweep.search import _too_busy
+from harness.sweep.spec import PeakSettings, SweepSpec
 
 BOUND_MS = 130.0
 
@@ -141,3 +152,74 @@ def test_the_best_offline_point_prefers_valid_runs() -> None:
     assert best_point(rows)["label"] == "c"
     assert best_point([rows[1]])["label"] == "b"
     assert best_point([rows[3]]) is None
+
+
+def test_a_search_stops_before_a_probe_past_its_budget_with_the_best_valid_rate() -> None:
+    system = Queue(50.0)
+    asked_to_fit: list[float] = []
+
+    def fits(qps: float) -> str | None:  # the fourth probe would not fit
+        asked_to_fit.append(qps)
+        return "no time" if len(asked_to_fit) >= 3 else None
+
+    result = search_peak(system, PeakSettings(growth=1.5, tolerance=0.1, max_probes=40),
+                         30.0, fits)
+    assert len(result.probes) == 3 and len(system.asked) == 3  # the refused probe never ran
+    assert result.peak == max(p.qps for p in result.probes if p.valid)
+    assert "no time" in result.note and not result.converged
+    assert asked_to_fit[0] == result.probes[1].qps  # the first probe is not asked
+
+
+def test_a_verdict_can_stop_the_search_and_keep_the_bracket() -> None:
+    def verdict(qps: float) -> bool:
+        if qps < 30:
+            raise SearchStopped("the probe was not run")
+        return qps <= 25
+
+    result = search_peak(verdict, PeakSettings(growth=2.0, tolerance=1.0), 40.0)
+    assert result.peak is None and result.ceiling == 40.0
+    assert result.note == "the probe was not run"
+    result = search_peak(lambda qps: _stop() if 26 < qps < 50 else qps <= 25,
+                         PeakSettings(growth=2.0, tolerance=1.0), 25.0)
+    assert result.peak == 25.0 and result.ceiling == 50.0 and "stop" in result.note
+
+
+def _stop() -> bool:
+    raise SearchStopped("stop")
+
+
+def test_the_start_is_tried_as_given() -> None:
+    result = search_peak(Queue(80.0), PeakSettings(tolerance=2.0), 31.234)
+    assert result.probes[0].qps == 31.234
+    assert all(round(p.qps, 1) == p.qps for p in result.probes[1:])
+
+
+def test_a_probe_costs_its_queries_at_its_rate_plus_what_the_process_costs() -> None:
+    short = {"short": True}
+    assert probe_loadgen_s(short, 6.0) == pytest.approx(459 / 6.0)  # the early-stopping floor
+    assert probe_loadgen_s(short, 100.0) == 10.0  # the short minimum duration
+    assert probe_loadgen_s({"short": True, "min_query_count": 1000,
+                            "min_duration_ms": 500}, 40.0) == 25.0
+    assert probe_loadgen_s({}, 1000.0) == 600.0  # a full run: 10 minutes at least
+    budget = Budget(2.0, time.monotonic())
+    assert budget.overhead_s == DEFAULT_OVERHEAD_S
+    budget.learn(short, 50.0, 30.0, full=True)  # 10 s of LoadGen: 20 s around it
+    budget.learn(short, 50.0, 5.0, full=False)  # ended early: says nothing of the cost
+    assert budget.overhead_s == 20.0
+    assert budget.why_not(short, 50.0) is None  # 30 s of 120
+    why = budget.why_not(short, 4.0)  # 20 + 114.75 s
+    assert why is not None and "135 s" in why and "2-minute budget" in why
+
+
+def test_a_probe_whose_warm_up_is_slower_than_the_bound_ends_the_search(tmp_path: Path) -> None:
+    run = tmp_path / "run_1"
+    run.mkdir()
+    (run / "settings.json").write_text(json.dumps({"warmup": {"s_per_sample": 0.207}}))
+    point = make_point(SweepSpec(tmp_path / "s.toml", "s", "", {}, ()), {}, "")
+    done = PointRun(point, tmp_path, "done", run)
+    row = {"valid": False, "latency_bound_ms": 130.0}
+    why = _too_busy(done, row)
+    assert why is not None and "207 ms a sample, above the 130 ms bound" in why
+    assert _too_busy(done, {**row, "valid": True}) is None  # it passed: the search goes on
+    (run / "settings.json").write_text(json.dumps({"warmup": {"s_per_sample": 0.05}}))
+    assert _too_busy(done, row) is None  # slow enough to fail, fast enough to pass lower

@@ -215,6 +215,53 @@ def test_ctrl_c_stops_the_running_point_and_keeps_finished_ones(workspace: Path)
     long_point = next(folder.glob("points/dur600000-*"))
     assert list(long_point.glob("*/*/Server/performance/run_1.interrupted-*"))
     assert json.loads((long_point / "point.json").read_text())["status"] == "interrupted"
+    # the table, plots and report of what finished are written all the same
+    summary = json.loads((folder / "sweep.json").read_text())
+    assert summary["interrupted"] is True and summary["headline"].startswith("Interrupted")
+    page = (folder / "report.html").read_text(encoding="utf-8")
+    assert "Interrupted" in page and "min_duration_ms=500" in page
+    assert "plots/latency.png" in summary["plots"]
+    assert (folder / "plots" / "latency.png").read_bytes().startswith(PNG)
+    # --report-only redraws them from the finished points and runs nothing
+    (folder / "report.html").unlink()
+    before = sorted(p.name for p in (folder / "points").iterdir())
+    again = sweep(workspace, path, "--report-only")
+    assert again.returncode == 0, again.stderr
+    assert "1 point(s) not finished are left out" in again.stderr
+    assert sorted(p.name for p in (folder / "points").iterdir()) == before
+    assert "min_duration_ms=500" in (folder / "report.html").read_text(encoding="utf-8")
+    assert [r["status"] for r in rows_of(folder)] == ["done", "pending"]
+
+
+def test_report_only_refuses_a_sweep_that_never_ran(workspace: Path) -> None:
+    done = sweep(workspace, write_sweep(workspace, "never"), "--report-only")
+    assert done.returncode == 2 and "nothing to report" in done.stderr
+    assert "Traceback" not in done.stderr
+
+
+def test_find_peak_starts_from_the_warm_up_and_keeps_its_budget(workspace: Path) -> None:
+    text = SWEEP.replace("min_query_count = 1\n", "min_query_count = 500\n").replace(
+        "[points]\ntarget_qps = [40, 80]\nbatch_size = [1, 2]\n", """
+[points]
+[peak]
+tolerance = 10000
+budget_minutes = 10
+""").replace("delay_ms = 1", "delay_ms = 5")
+    done = sweep(workspace, write_sweep(workspace, "sized", text), "--find-peak",
+                 "--no-distribution")
+    assert done.returncode == 0, done.stderr
+    folder = workspace / "sweeps-out" / "sized"
+    summary = json.loads((folder / "sweep.json").read_text())
+    rows = rows_of(folder)
+    first = rows[0]
+    settings = json.loads((folder / first["run_dir"] / "settings.json").read_text())
+    sized = settings["warmup"]["sized"]
+    # the first probe is the run sizing itself: half of what its warm-up measured
+    assert float(first["target_qps"]) == sized["value"]
+    assert sized["value"] == pytest.approx(sized["measured_samples_per_s"] / 2, rel=0.01)
+    assert "sized from its warm-up" in first["label"] and first["phase"] == "start"
+    assert "half the" in summary["peaks"][0]["note"]
+    assert summary["peaks"][0]["probes"][0]["qps"] == sized["value"]
 
 
 @pytest.mark.slow

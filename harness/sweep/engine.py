@@ -26,6 +26,7 @@ from common.files import slug, write_text_atomic
 from common.workspace import workspace
 from harness.report.index import rebuild_index
 from harness.sweep import plots
+from harness.sweep.budget import Budget
 from harness.sweep.formula import evaluate
 from harness.sweep.launch import (
     PointRun,
@@ -38,19 +39,16 @@ from harness.sweep.launch import (
 from harness.sweep.peak import (
     PeakResult,
     best_point,
-    loadgen_probes,
-    planned_probes,
-    search_peak,
 )
 from harness.sweep.plan import Point, base_conf_text, expand, make_point, number_text
 from harness.sweep.progress import Progress
 from harness.sweep.record import recorded, run_settings, sample_latencies
 from harness.sweep.report import write_report
+from harness.sweep.search import ServerSearch
 from harness.sweep.spec import OPTION_PREFIX, SweepSpec
+from harness.sweep.stream_plots import stream_plot
 from harness.sweep.table import point_row, setting_columns, write_tables
 from harness.system import describe_host
-
-DEFAULT_START_QPS = 10.0
 
 
 @dataclasses.dataclass(frozen=True)
@@ -64,6 +62,7 @@ class SweepOptions:
     progress: bool = True
     distribution: bool = True  # run the chosen point again keeping LoadGen's trace
     rerun: bool = False  # run finished points again (a new measurement)
+    report_only: bool = False  # run nothing: the table, plots and report of what is finished
     command: tuple[str, ...] = ()  # the command line, for the report
     python: str = sys.executable
 
@@ -85,7 +84,7 @@ def sweep_folder(spec: SweepSpec, results_dir: Path) -> Path:
     return Path(results_dir) / slug(spec.name)
 
 
-class _Sweep:
+class _Sweep(ServerSearch):
     """One invocation of a sweep."""
 
     def __init__(self, spec: SweepSpec, options: SweepOptions) -> None:
@@ -101,6 +100,7 @@ class _Sweep:
         self.progress: Progress | None = None
         self.notes: list[str] = []
         self.rerun_done: set[str] = set()  # --rerun: points run again in this invocation
+        self.budget: Budget | None = None  # a Server peak search's time ([peak] budget_minutes)
 
     # ---- running points -----------------------------------------------------------------
 
@@ -112,8 +112,9 @@ class _Sweep:
         try:
             key = point_folder(self.folder, point, traced).name
             again = self.options.rerun and key not in self.rerun_done
-            done = run_point(self.folder, point, list(self.options.extra_args), traced,
-                             self.options.python, again)
+            done = status_of(self.folder, point, traced) if self.options.report_only else \
+                run_point(self.folder, point, list(self.options.extra_args), traced,
+                          self.options.python, again)
             self.rerun_done.add(key)
         except (KeyboardInterrupt, SweepInterrupted):
             if not traced:
@@ -130,71 +131,6 @@ class _Sweep:
         for point in points:
             self.run(point)
 
-    def server_peak(self, groups: list[Point], method: str) -> None:
-        for index, group in enumerate(groups):
-            self.groups.append(group)
-            start = float(self.spec.peak.start or group.settings.get("target_qps")
-                          or DEFAULT_START_QPS)
-            if method == "loadgen":
-                self.loadgen_peak(group, start, index)
-            else:
-                self.bisect_peak(group, start, index)
-            left = len(groups) - index - 1
-            self.progress.settle(  # type: ignore[union-attr]
-                left * (1 if method == "loadgen" else planned_probes(self.spec.peak, start))
-                + 1)
-
-    def bisect_peak(self, group: Point, start: float, index: int) -> None:
-        """Bracket and bisect the target QPS of one group, a run a probe."""
-        settings = self.spec.peak
-        extras: list[dict[str, Any]] = []
-        starved: list[float] = []  # INVALID with no query over the bound
-
-        def verdict(qps: float) -> bool:
-            point = make_point(self.spec, {**group.values, "target_qps": qps}, self.conf_text)
-            extra = {"probe": len(extras) + 1, "group": index}
-            extras.append(extra)
-            done = self.run(point, extra=extra)
-            self.progress.grow(  # type: ignore[union-attr]
-                max(1, planned_probes(settings, start) - len(extras)))
-            if done.status != "done":
-                raise _ProbeFailed(qps, done.error or "failed")
-            row = point_row(done, self.columns, self.folder)
-            if row.get("valid") is False and row.get("overlatency_count") == 0:
-                starved.append(qps)
-            return row.get("valid") is True
-
-        try:
-            result = search_peak(verdict, settings, start)
-        except _ProbeFailed as exc:
-            result = PeakResult(None, None, (), settings.tolerance,
-                                f"the probe at {number_text(exc.qps)} QPS failed: {exc.error}")
-        for extra, probe in zip(extras, result.probes, strict=False):
-            extra["phase"] = probe.phase
-        notes = [result.note] if result.note else []
-        if starved:
-            notes.append("INVALID with no query over the bound at "
-                         f"{', '.join(number_text(q) for q in starved)} QPS: too few queries "
-                         "for LoadGen's early stopping (raise [base] min_query_count)")
-        self.peaks.append(dataclasses.replace(result, note="; ".join(notes),
-                                              group=_group(group)))
-
-    def loadgen_peak(self, group: Point, start: float, index: int) -> None:
-        values = {**group.values, "target_qps": start}
-        point = make_point(self.spec, values, self.conf_text, find_peak_mode=True)
-        minutes = self.spec.peak.max_minutes
-        point = dataclasses.replace(point, settings={**point.settings, "max_run_minutes": minutes})
-        done = self.run(point, extra={"probe": "loadgen", "phase": "loadgen", "group": index})
-        if done.status != "done" or done.run_dir is None:
-            self.peaks.append(PeakResult(
-                None, None, (), 0.1, f"LoadGen's FindPeakPerformance run failed: {done.error}",
-                _group(group)))
-            return
-        result = loadgen_probes(done.run_dir / "mlperf_log_detail.txt")
-        if result.probes:  # the run's figures are its last probe's
-            self.runs[-1][1]["last_qps"] = result.probes[-1].qps
-        self.peaks.append(dataclasses.replace(result, group=_group(group)))
-
     # ---- the table, the pictures, the page ----------------------------------------------
 
     def rows(self) -> list[dict[str, Any]]:
@@ -204,6 +140,9 @@ class _Sweep:
             row = point_row(run, self.columns, self.folder)
             row["probe"] = extra.get("probe")
             row["phase"] = extra.get("phase")
+            if extra.get("sized_qps") is not None:  # the run sized itself from its warm-up
+                row["target_qps"] = extra["sized_qps"]
+                row["label"] += f" (sized from its warm-up: {number_text(extra['sized_qps'])} QPS)"
             if extra.get("last_qps") is not None:  # LoadGen's search: the figures' own rate
                 row["target_qps"] = extra["last_qps"]
                 row["label"] += f" (LoadGen's search; figures of its last probe, " \
@@ -237,16 +176,32 @@ class _Sweep:
             rate, group = max(found, key=lambda pair: pair[0])
             return make_point(self.spec, {**group.values, "target_qps": rate}, self.conf_text)
         best = best_point([row for _, row in done])
-        return next((run.point for run, row in done if row is best), None)
+        run = next((run for run, row in done if row is best), None)
+        if run is not None and best is not None and run.point.setting("target_qps") is None \
+                and best.get("target_qps") is not None:  # a run that sized itself: the
+            # repeat is given the rate it ran at (sizing itself again would pick another)
+            return make_point(self.spec, {**run.point.values, "target_qps": best["target_qps"]},
+                              self.conf_text)
+        return None if run is None else run.point
 
     def distribution(self, rows: list[dict[str, Any]]) -> tuple[Path | None, dict[str, Any]]:
         point = self.chosen(rows)
         if point is None:
             return None, {}
         assert self.progress is not None
+        rate = point.settings.get("target_qps") or next(
+            (row.get("target_qps") for (run, _), row in zip(self.runs, rows, strict=True)
+             if run.point.id == point.id), None)
+        if self.budget is not None and rate is not None \
+                and (why := self.budget.why_not(point.settings, float(rate))) is not None:
+            self.notes.append(f"no distribution run: a repeat at {why}")
+            return None, {}
         self.progress.grow(1)
         traced = self.run(point, traced=True)
         info: dict[str, Any] = {"point": point.label, "status": traced.status}
+        if traced.status == "pending":  # --report-only: not run (or not finished) yet
+            self.notes.append(f"the distribution run of {point.label} has not finished")
+            return None, info
         if traced.status != "done" or traced.run_dir is None:
             self.notes.append(f"the distribution run of {point.label} failed: {traced.error}")
             return None, info
@@ -284,11 +239,21 @@ class _Sweep:
                 images.append((path, caption))
 
         scenario = self.spec.setting("scenario", "Offline")
-        if scenario != "Offline":  # an Offline latency is a sample's wait in one query
-            add(plots.latency_plot(rows, axes, where / "latency.png",
-                                   f"{name}: latency against achieved QPS"),
-                "Latency percentiles against the achieved rate; the dashed line is the "
-                "latency bound, crosses mark INVALID runs.")
+        if scenario in ("SingleStream", "MultiStream") and self.spec.axis("scenario") is None:
+            add(stream_plot(rows, axes, scenario, where / "latency.png", name),
+                f"Latency percentiles of each point ({scenario}: the rate achieved is 1 / "
+                "latency, so it is no axis here); the scenario's metric is drawn bold "
+                f"({'p90' if scenario == 'SingleStream' else 'p99 of whole queries'}), "
+                "crosses mark INVALID runs.")
+        elif scenario != "Offline":  # an Offline latency is a sample's wait in one query
+            targeted = all(r.get("target_qps") is not None
+                           for r in rows if r.get("p99_ms") is not None)
+            add(plots.latency_plot(rows, axes, where / "latency.png", name),
+                ("p50, p90 and p99 against the target QPS each point was asked for (left) "
+                 "and the QPS it achieved (right: past saturation the achieved rate stalls "
+                 "while latency climbs)" if targeted else
+                 "p50, p90 and p99 against the QPS achieved")
+                + "; the dashed line is the latency bound, crosses mark INVALID runs.")
         for index, peak in enumerate(self.peaks):
             probes = [{"qps": row.get("target_qps"), "valid": row.get("valid"),
                        "p99_ms": row.get("p99_ms")}
@@ -304,8 +269,11 @@ class _Sweep:
                                    if peak.note.startswith("LoadGen") else "")),
                 f"Every probe of the peak search in order: {peak.text()}")
         if scenario != "Server" or "target_qps" not in axes:
+            panels = " and ".join(word for word in ("batch size", "threads")
+                                  if word.replace(" ", "_") in axes)
             add(plots.throughput_plot(rows, axes, where / "throughput.png", name),
-                "Samples/s against batch size and threads; the star is the best VALID point.")
+                f"Samples/s against {panels}; the star is the best point (VALID first), "
+                "crosses mark INVALID runs.")
         for axis in axes:
             if axis in ("target_qps", "batch_size", "threads") or len(
                     self.spec.axis(axis).values) < 2:  # type: ignore[union-attr]
@@ -347,21 +315,10 @@ class _Sweep:
         }
 
 
-class _ProbeFailed(Exception):
-    def __init__(self, qps: float, error: str) -> None:
-        super().__init__(error)
-        self.qps = qps
-        self.error = error
-
-
 def _same(a: Any, b: Any) -> bool:
     if isinstance(a, (int, float)) and isinstance(b, (int, float)):
         return math.isclose(a, b, rel_tol=1e-9, abs_tol=1e-9)
     return a == b
-
-
-def _group(group: Point) -> str:
-    return group.label if group.values else ""
 
 
 def _brief(row: dict[str, Any] | None) -> dict[str, Any] | None:
@@ -440,9 +397,10 @@ def point_states(spec: SweepSpec, options: SweepOptions) -> list[PointRun]:
 
 
 def run_sweep(spec: SweepSpec, options: SweepOptions) -> SweepOutcome:
-    """Run the sweep; raise :class:`SweepInterrupted` on Ctrl-C or SIGTERM (finished points
-    stay, and the table says what is done). A second sweep into the same folder meanwhile is
-    refused (:func:`sweep_lock`)."""
+    """Run the sweep (``options.report_only``: run nothing, draw what is finished); raise
+    :class:`SweepInterrupted` on Ctrl-C or SIGTERM, after writing the table, plots and
+    report of the points that finished (they stay, and a re-run resumes). A second sweep
+    into the same folder meanwhile is refused (:func:`sweep_lock`)."""
     with sweep_lock(sweep_folder(spec, options.results_dir)):
         return _run_sweep(spec, options)
 
@@ -451,18 +409,23 @@ def _run_sweep(spec: SweepSpec, options: SweepOptions) -> SweepOutcome:
     method = options.peak_method or spec.peak.method
     points = plan_points(spec, options.find_peak)
     sweep = _Sweep(spec, options)
+    if options.report_only and not (sweep.folder / "points").is_dir():
+        raise ConfigError(f"{spec.path}: nothing to report: no points have run in "
+                          f"{sweep.folder}")
     sweep.folder.mkdir(parents=True, exist_ok=True)
-    write_text_atomic(sweep.folder / "sweep.toml", spec.text)
+    if not options.report_only:
+        write_text_atomic(sweep.folder / "sweep.toml", spec.text)
     peak_search = options.find_peak and spec.setting("scenario", "Offline") == "Server"
     if peak_search and method == "loadgen":
         total = len(points)
     elif peak_search:
-        start = spec.peak.start or spec.setting("target_qps") or DEFAULT_START_QPS
-        total = len(points) * planned_probes(spec.peak, float(start))
+        total = len(points) * sweep.planned_probes()
     else:
         total = len(points)
     started = time.monotonic()
-    sweep.progress = Progress(spec.name, total, options.progress)
+    if peak_search and method != "loadgen":
+        sweep.budget = Budget(spec.peak.budget_minutes, started)
+    sweep.progress = Progress(spec.name, total, options.progress and not options.report_only)
     undo = _handle_sigterm()
     try:
         if peak_search:
@@ -477,10 +440,9 @@ def _run_sweep(spec: SweepSpec, options: SweepOptions) -> SweepOutcome:
         reached = {run.point.id for run, _ in sweep.runs}
         sweep.runs += [(status_of(sweep.folder, point), {}) for point in sweep.planned
                        if point.id not in reached]
+        sweep.settle_interrupted()
         rows = sweep.rows()
-        summary = sweep.summary(rows, time.monotonic() - started)
-        summary["interrupted"] = True
-        write_tables(sweep.folder, rows, summary)
+        _write_outputs(sweep, rows, time.monotonic() - started, None, {}, interrupted=True)
         if isinstance(exc, KeyboardInterrupt):
             raise SweepInterrupted(signal.SIGINT, _stopped_text(sweep, rows)) from None
         exc.args = (_stopped_text(sweep, rows),)
@@ -489,9 +451,21 @@ def _run_sweep(spec: SweepSpec, options: SweepOptions) -> SweepOutcome:
         undo()
     sweep.progress.close()
     seconds = time.monotonic() - started
+    headline, csv_path, report = _write_outputs(sweep, rows, seconds, distribution, info)
+    failed = sum(1 for r in rows if r["status"] != "done")
+    return SweepOutcome(sweep.folder, rows, headline, failed, report, csv_path, sweep.peaks,
+                        seconds, sweep.notes)
+
+
+def _write_outputs(sweep: _Sweep, rows: list[dict[str, Any]], seconds: float,
+                   distribution: Path | None, info: dict[str, Any],
+                   interrupted: bool = False) -> tuple[str, Path, Path]:
+    """The table, the plots and the report of the rows so far; the headline and paths."""
     headline = _headline(sweep, rows, seconds)
+    if interrupted:
+        headline = "Interrupted; what finished: " + headline
     summary = sweep.summary(rows, seconds)
-    summary.update(headline=headline, distribution=info,
+    summary.update(headline=headline, distribution=info, interrupted=interrupted,
                    headline_ok=not sweep.peaks or any(p.peak is not None for p in sweep.peaks))
     images = sweep.pictures(rows)
     if distribution is not None:
@@ -500,16 +474,15 @@ def _run_sweep(spec: SweepSpec, options: SweepOptions) -> SweepOutcome:
     summary["plots"] = [str(path.relative_to(sweep.folder)) for path, _ in images]
     csv_path, _ = write_tables(sweep.folder, rows, summary)
     report = write_report(sweep.folder / "report.html", summary, rows, images)
-    failed = sum(1 for r in rows if r["status"] != "done")
-    rebuild_index(options.results_dir)  # results/index.html; a failure is only a warning
-    return SweepOutcome(sweep.folder, rows, headline, failed, report, csv_path, sweep.peaks,
-                        seconds, sweep.notes)
+    rebuild_index(sweep.options.results_dir)  # results/index.html; a failure only warns
+    return headline, csv_path, report
 
 
 def _stopped_text(sweep: _Sweep, rows: list[dict[str, Any]]) -> str:
     done = sum(1 for r in rows if r["status"] == "done")
     text = (f"sweep {sweep.spec.name} stopped; {done} finished points are kept in "
-            f"{sweep.folder}/points (re-run the same command to resume)")
+            f"{sweep.folder}/points, with the table and report of them in {sweep.folder} "
+            "(re-run the same command to resume)")
     if sweep.options.rerun:  # which measurements are new, which are the earlier ones
         again = len(sweep.rerun_done)
         text += (f"; --rerun measured {again} point(s) again (their earlier runs are in each "

@@ -84,66 +84,90 @@ def resolution(tolerance: float) -> int:
     return max(0, math.ceil(-math.log10(tolerance / 10)))
 
 
+class SearchStopped(Exception):
+    """Raised by a verdict (or the budget) to end a search early; the search returns what
+    it found so far, with the message as its note."""
+
+
+class _OverBudget(SearchStopped):
+    """The next probe would not fit the search's time budget."""
+
+
 def search_peak(verdict: Callable[[float], bool], settings: PeakSettings,
-                start: float) -> PeakResult:
+                start: float, fits: Callable[[float], str | None] | None = None) -> PeakResult:
     """Bracket then bisect; ``verdict(qps)`` runs (or recalls) a probe: True when VALID.
 
-    ``verdict`` may raise to abort (a failed run); probes so far are then lost to the
-    caller, who keeps its own record of them.
+    ``fits(qps)``: None when a probe at ``qps`` QPS fits the search's time budget, else
+    why not; the search then stops with the best VALID rate so far, its note saying why
+    (the first probe always runs); a verdict may raise :class:`SearchStopped` likewise.
+    ``start`` is tried as given (it may be a measured rate);
+    the other rates are rounded to a tenth of the tolerance.
     """
-    decimals = resolution(settings.tolerance)
-    probes: list[Probe] = []
+    if not start > 0:
+        raise HarnessError(f"the peak search's start rate must be above 0 QPS, got {start}")
+    search = _Search(verdict, settings, fits)
+    try:
+        return search.run(start)
+    except SearchStopped as stop:
+        return search.result(str(stop))
 
-    def probe(qps: float, phase: str) -> bool:
-        valid = bool(verdict(qps))
-        probes.append(Probe(qps, valid, phase))
+
+class _Search:
+    """One bracketing and bisection; ``low`` and ``high`` are the VALID and INVALID ends
+    so far, so that a search stopped by its budget still names the best VALID rate."""
+
+    def __init__(self, verdict: Callable[[float], bool], settings: PeakSettings,
+                 fits: Callable[[float], str | None] | None) -> None:
+        self.verdict = verdict
+        self.settings = settings
+        self.fits = fits
+        self.decimals = resolution(settings.tolerance)
+        self.probes: list[Probe] = []
+        self.low: float | None = None
+        self.high: float | None = None
+
+    def probe(self, qps: float, phase: str) -> bool:
+        if self.fits is not None and self.probes and (why := self.fits(qps)) is not None:
+            raise _OverBudget(f"stopped before a probe at {why}")
+        valid = bool(self.verdict(qps))
+        self.probes.append(Probe(qps, valid, phase))
+        if valid:
+            self.low = qps
+        else:
+            self.high = qps
         return valid
 
-    def result(low: float | None, high: float | None, note: str = "") -> PeakResult:
-        return PeakResult(low, high, tuple(probes), settings.tolerance, note)
+    def result(self, note: str = "") -> PeakResult:
+        return PeakResult(self.low, self.high, tuple(self.probes), self.settings.tolerance,
+                          note)
 
-    rate = round(start, decimals)
-    if rate <= 0:
-        raise HarnessError(f"the peak search's start rate {start} rounds to 0 QPS")
-    low: float | None = None
-    high: float | None = None
-    if probe(rate, "start"):
-        low = rate
-        while high is None:
-            if len(probes) >= settings.max_probes:
-                return result(low, None, f"stopped after {len(probes)} probes while "
-                              "bracketing; raise [peak] max_probes or start")
-            rate = round(low * settings.growth, decimals)
-            if probe(rate, "bracket"):
-                low = rate
-            else:
-                high = rate
-    else:
-        high = rate
-        while low is None:
-            rate = round(high / settings.growth, decimals)
-            if rate < settings.min_qps or rate <= 0:
-                return result(None, high, f"every rate down to {_qps(high)} QPS was INVALID "
-                              f"([peak] min_qps = {_qps(settings.min_qps)})")
-            if len(probes) >= settings.max_probes:
-                return result(None, high, f"stopped after {len(probes)} probes while "
-                              "bracketing; raise [peak] max_probes")
-            if probe(rate, "bracket"):
-                low = rate
-            else:
-                high = rate
-    while high - low > settings.tolerance + 1e-9:
-        if len(probes) >= settings.max_probes:
-            return result(low, high, f"stopped after {len(probes)} probes; raise [peak] "
-                          "max_probes or tolerance")
-        middle = round((low + high) / 2, decimals)
-        if middle <= low or middle >= high:
-            break
-        if probe(middle, "bisect"):
-            low = middle
+    def run(self, start: float) -> PeakResult:
+        settings, decimals = self.settings, self.decimals
+        if self.probe(start, "start"):
+            while self.high is None:
+                if len(self.probes) >= settings.max_probes:
+                    return self.result(f"stopped after {len(self.probes)} probes while "
+                                       "bracketing; raise [peak] max_probes or start")
+                self.probe(round(self.low * settings.growth, decimals), "bracket")
         else:
-            high = middle
-    return result(low, high)
+            while self.low is None:
+                rate = round(self.high / settings.growth, decimals)
+                if rate < settings.min_qps or rate <= 0:
+                    return self.result(f"every rate down to {_qps(self.high)} QPS was INVALID "
+                                       f"([peak] min_qps = {_qps(settings.min_qps)})")
+                if len(self.probes) >= settings.max_probes:
+                    return self.result(f"stopped after {len(self.probes)} probes while "
+                                       "bracketing; raise [peak] max_probes")
+                self.probe(rate, "bracket")
+        while self.high - self.low > settings.tolerance + 1e-9:
+            if len(self.probes) >= settings.max_probes:
+                return self.result(f"stopped after {len(self.probes)} probes; raise [peak] "
+                                   "max_probes or tolerance")
+            middle = round((self.low + self.high) / 2, decimals)
+            if middle <= self.low or middle >= self.high:
+                break
+            self.probe(middle, "bisect")
+        return self.result()
 
 
 def planned_probes(settings: PeakSettings, start: float, guess: float | None = None) -> int:

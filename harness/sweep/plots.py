@@ -1,7 +1,8 @@
 """A sweep's pictures, as PNG files (matplotlib, no display needed).
 
-* latency against achieved QPS: p50, p90, p99 (and mean), the latency bound, INVALID points
-  crossed out (:func:`latency_plot`);
+* latency against the target and the achieved QPS: p50, p90, p99, the latency bound,
+  INVALID points crossed out (:func:`latency_plot`; SingleStream and MultiStream:
+  :mod:`harness.sweep.stream_plots`);
 * the peak search: every probe's rate in order, VALID or not, and the peak (:func:`peak_plot`);
 * throughput against batch size and threads (:func:`throughput_plot`), or against any other
   varied setting (:func:`axis_plot`);
@@ -79,22 +80,33 @@ def _bound(rows: Sequence[Row]) -> float | None:
 
 
 def latency_plot(rows: Sequence[Row], axes: Sequence[str], path: Path, title: str) -> Path | None:
-    """Latency percentiles against achieved QPS, the bound, INVALID points crossed out."""
+    """Latency percentiles against the target QPS asked for (when every point has one) and
+    against the QPS achieved, the bound, INVALID points crossed out. Past saturation the
+    achieved rate stalls while latency climbs, so the target panel stays readable there."""
     rows = _done(rows, "samples_per_second", "p99_ms")
     if not rows:
         return None
-    figure = Figure(figsize=(8.5, 5.2))
-    ax = figure.subplots()
+    targeted = all(r.get("target_qps") is not None for r in rows)
+    xs = ("target_qps", "samples_per_second") if targeted else ("samples_per_second",)
+    figure = Figure(figsize=(7.0 * len(xs), 5.2))
+    for ax, x in zip(np.atleast_1d(figure.subplots(1, len(xs))), xs, strict=True):
+        _latency_panel(ax, rows, axes, x, targeted)
+        ax.set_title(f"{title}: against the {'target' if x == 'target_qps' else 'achieved'} "
+                     "QPS", fontsize=10)
+    return _save(figure, path)
+
+
+def _latency_panel(ax: Any, rows: Sequence[Row], axes: Sequence[str], x: str,
+                   targeted: bool) -> None:
     varied = [a for a in axes if a != "target_qps"]
     # each line follows the load asked for (achieved rates stall past the peak)
-    order = "target_qps" if all(r.get("target_qps") is not None for r in rows) \
-        else "samples_per_second"
+    order = "target_qps" if targeted else "samples_per_second"
     groups = _series(rows, order, varied)
     if all(len(members) == 1 for members in groups.values()):  # one run a setting: one line
         groups = {"all": sorted(rows, key=lambda r: r[order])}
     single = len(groups) == 1
     for index, (label, members) in enumerate(groups.items()):
-        xs = [r["samples_per_second"] for r in members]
+        xs = [r[x] for r in members]
         # past the peak the achieved rate stalls or falls: then the line is only a faint
         # guide through the points in the order of the load asked for
         faint = any(b <= a for a, b in zip(xs, xs[1:], strict=False))
@@ -104,17 +116,17 @@ def latency_plot(rows: Sequence[Row], axes: Sequence[str], path: Path, title: st
             ys = [r[key] for r in members]
             ax.plot(xs, ys, "-", color=colour, **line)
             ax.plot(xs, ys, MARKERS.get(key, "o"), color=colour, label=name, ms=5)
-    for row in rows:  # what each point was asked for, beside what it achieved
-        note = [f"{row['target_qps']:.4g}"] if row.get("target_qps") is not None else []
+    other = "samples_per_second" if x == "target_qps" else "target_qps"
+    for row in rows:  # the other rate of each point (asked or achieved), and its settings
+        note = [f"{row[other]:.4g}"] if row.get(other) is not None else []
         if single:
             note += [f"{_name(a)}={number_text(row.get(a))}" for a in varied]
         if note:
-            ax.annotate(" ".join(note), (row["samples_per_second"], row["p99_ms"]),
-                        textcoords="offset points", xytext=(5, -10), fontsize=7,
-                        color="#555555")
+            ax.annotate(" ".join(note), (row[x], row["p99_ms"]), textcoords="offset points",
+                        xytext=(5, -10), fontsize=7, color="#555555")
     invalid = [r for r in rows if r.get("valid") is False]
     if invalid:
-        ax.plot([r["samples_per_second"] for r in invalid], [r["p99_ms"] for r in invalid],
+        ax.plot([r[x] for r in invalid], [r["p99_ms"] for r in invalid],
                 "x", color=INVALID_COLOUR, ms=11, mew=2.2, label="INVALID run", zorder=5)
     bound = _bound(rows)
     if bound:
@@ -126,17 +138,16 @@ def latency_plot(rows: Sequence[Row], axes: Sequence[str], path: Path, title: st
         ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
         ax.yaxis.set_minor_formatter(FuncFormatter(
             lambda v, _: f"{v:g}" if f"{v:e}"[0] in "25" else ""))
-    asked = "target QPS" if any(r.get("target_qps") is not None for r in rows) else ""
+    grey = ("achieved QPS" if x == "target_qps" else "target QPS") if targeted else ""
     if single and varied:
-        asked = " and ".join(x for x in (asked, "settings") if x)
-    ax.set_xlabel("achieved QPS (LoadGen's samples/s)"
-                  + (f"; grey: {asked}, at each point's p99" if asked else ""))
+        grey = " and ".join(part for part in (grey, "settings") if part)
+    ax.set_xlabel(("target QPS (the rate LoadGen was asked for)" if x == "target_qps"
+                   else "achieved QPS (LoadGen's samples/s)")
+                  + (f"; grey: {grey}, at each point's p99" if grey else ""))
     ax.set_ylabel("latency (ms)")
     ax.margins(x=0.12)  # room for the labels of the outermost points
-    ax.set_title(title)
     ax.grid(True, which="major", alpha=0.3)
     ax.legend(fontsize=8, loc="best")
-    return _save(figure, path)
 
 
 def peak_plot(probes: Sequence[Row], peak: float | None, ceiling: float | None,

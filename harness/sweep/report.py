@@ -27,6 +27,38 @@ COLUMNS = (
     ("query_count", "queries", "{}"),
     ("seconds", "run s", "{:.0f}"), ("run_dir", "run folder", "{}"),
 )
+# LoadGen's INVALID reasons are sentences ("Reduce target QPS to improve latency; ..."):
+# the table shows each as a few words, the full text on hover (and in the run folder).
+SHORT_REASONS = (
+    ("reduce target qps", "latency over the bound"),
+    ("latency constraint", "latency over the bound"),
+    ("reduce samples per query", "latency over the bound"),
+    ("increase target qps", "too few queries generated"),
+    ("increase the target qps", "too few queries generated"),
+    ("increase expected qps", "ended too soon"),
+    ("exited early", "ended early"),
+    ("min_duration", "too short"), ("minimum duration", "too short"),
+    ("min_query_count", "too few queries"), ("minimum query count", "too few queries"),
+    ("early stopping", "early stopping not met"),
+)
+REASON_WORDS = 40  # characters of a reason the table does not know
+
+
+def short_reason(text: str) -> str:
+    """A few words for each of LoadGen's reasons, ``; ``-joined, each once."""
+    shorts: list[str] = []
+    for reason in (part.strip() for part in text.split(";")):
+        if not reason:
+            continue
+        lower = reason.lower()
+        short = next((words for phrase, words in SHORT_REASONS if phrase in lower), None)
+        if short is None:
+            short = reason if len(reason) <= REASON_WORDS else reason[:REASON_WORDS - 1] + "…"
+        if short not in shorts:
+            shorts.append(short)
+    return "; ".join(shorts)
+
+
 STYLE = """
 body { font: 14px/1.45 system-ui, sans-serif; margin: 2em auto; max-width: 1200px;
        color: #222; padding: 0 1em; }
@@ -63,6 +95,8 @@ def _cell(key: str, form: str, row: dict[str, Any]) -> str:
         parts = Path(value).parts
         name = parts[1] if len(parts) > 1 and parts[0] == "points" else Path(value).name
         return f'<td class="text"><a href="{_e(value)}" title="{_e(value)}">{_e(name)}</a></td>'
+    if key in ("reason", "error") and isinstance(value, str):
+        return f'<td class="text" title="{_e(value)}">{_e(short_reason(value))}</td>'
     try:
         text = form.format(value)
     except (ValueError, TypeError):
@@ -95,6 +129,13 @@ def _facts(facts: dict[str, Any]) -> str:
     return f"<dl>{items}</dl>"
 
 
+def _backend_name(summary: dict[str, Any]) -> str:
+    """The base's backend (its version alone read as ``backend 0`` for the null backend)."""
+    if "backend" in (summary.get("axes") or {}):
+        return "varied (" + ", ".join(map(str, summary["axes"]["backend"])) + ")"
+    return str((summary.get("base") or {}).get("backend") or "the default backend,")
+
+
 def report_html(summary: dict[str, Any], rows: Sequence[dict[str, Any]],
                 images: Sequence[tuple[Path, str]]) -> str:
     """The page's text (``summary``: the sweep.json head; ``images``: path and caption)."""
@@ -105,7 +146,8 @@ def report_html(summary: dict[str, Any], rows: Sequence[dict[str, Any]],
                "memory": f"{host.get('memory_gib')} GiB" if host.get("memory_gib") else None,
                "os": host.get("os"), "node": host.get("node"),
                "python": summary.get("python"), "LoadGen": summary.get("loadgen_version"),
-               "backend": summary.get("backend_version")}
+               "backend": " ".join(str(part) for part in (
+                   _backend_name(summary), summary.get("backend_version")) if part)}
     parts = [
         "<!DOCTYPE html>", '<html lang="en"><head><meta charset="utf-8">',
         f"<title>sweep {_e(summary.get('sweep'))}</title><style>{STYLE}</style></head><body>",

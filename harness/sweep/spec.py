@@ -19,8 +19,8 @@
     backend_options = { clock_mhz = [400, 800] }
 
     [peak]                        # --find-peak: see harness.sweep.peak
-    start = 30
-    tolerance = 2
+    tolerance = 2                 # start: the warm-up's capacity unless given
+    budget_minutes = 8
 
     [report]
     distribution = "best"         # the point whose per-sample latencies are plotted
@@ -76,6 +76,15 @@ def _number(least: float, inclusive: bool = True) -> Callable[[Any], Value]:
     return check
 
 
+def _bounded(above: float, most: float) -> Callable[[Any], Value]:
+    def check(value: Any) -> Value:
+        number = _number(above, inclusive=False)(value)
+        if number > most:  # type: ignore[operator]
+            raise ValueError(f"expected a number above {above:g} and at most {most:g}")
+        return number
+    return check
+
+
 def _text(choices: tuple[str, ...] = ()) -> Callable[[Any], Value]:
     def check(value: Any) -> Value:
         if not isinstance(value, str) or not value:
@@ -98,6 +107,8 @@ def _option(value: Any) -> Value:
         raise ValueError("expected a text, number or true/false value")
     return value
 
+
+MAX_BUDGET_MINUTES = 24 * 60.0  # [peak] budget_minutes: a day at most
 
 # What a point may vary (and the base may set): every run setting declared as a sweep axis
 # in harness.config (its key is the flag's words: --inter-threads is inter_threads), and the
@@ -158,12 +169,15 @@ class PeakSettings:
     """``--find-peak``: Server's search over target QPS (harness.sweep.peak)."""
 
     method: str = "bisect"  # "bisect": one run a probe; "loadgen": LoadGen's own mode, one run
-    start: float | None = None  # first QPS tried (None: the base's target_qps, else 10)
+    start: float | None = None  # first QPS tried (None: the warm-up's, see harness.sweep.peak)
     growth: float = 2.0  # bracketing: multiply (or divide) by this until the verdict flips
     tolerance: float = 2.0  # stop when the highest VALID and lowest INVALID are this close
     max_probes: int = 16
     min_qps: float = 0.5  # give up looking for a VALID rate below this
     max_minutes: float = 30.0  # "loadgen": the one run's limit (all of its probes)
+    # "bisect": the whole search's time (minutes, its distribution run included); it stops
+    # before a probe that would pass it, with the best VALID rate found so far
+    budget_minutes: float = 20.0
 
 
 @dataclasses.dataclass(frozen=True)
@@ -409,6 +423,7 @@ def _peak(reader: _Reader, data: dict) -> PeakSettings:
         "growth": _number(1, inclusive=False), "tolerance": _number(0, inclusive=False),
         "max_probes": _whole(2), "min_qps": _number(0, inclusive=False),
         "max_minutes": _number(0, inclusive=False),
+        "budget_minutes": _bounded(0, MAX_BUDGET_MINUTES),
     }
     values = {key: reader.value(f"[peak] {key}", checks[key], value)
               for key, value in table.items()}
