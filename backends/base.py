@@ -25,6 +25,7 @@ from common.settings import (
     all_declared,
     choice,
     declared_fields,
+    did_you_mean,
     problem,
     setting,
 )
@@ -139,9 +140,11 @@ class Backend(ABC):
         unknown = sorted(set(own) - set(self.known_options))
         if unknown:
             known = ", ".join(f"{k} ({v})" for k, v in self.known_options.items()) or "none"
+            hint = did_you_mean(unknown[0], list(self.known_options)) if len(unknown) == 1 \
+                else ""
             raise BackendError(
                 f"{self.name} backend: unknown option{'s' if len(unknown) > 1 else ''} "
-                f"{', '.join(unknown)}; known options: {known}"
+                f"{', '.join(unknown)}{hint}; known options: {known}"
             )
         self.options: Any = None
         if self.Options is not None:

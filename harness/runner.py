@@ -22,6 +22,7 @@ from typing import Any, NoReturn
 import numpy as np
 
 from backends import BackendError, get_backend_class, model_backend
+from backends.base import first_line
 from backends.device import TimedDevice
 from common.errors import ConfigError, HarnessError
 from common.files import file_md5, refuse_links, write_json_atomic
@@ -344,8 +345,12 @@ def _timed_calls(backend, batch, timeout_s: float | None) -> float:
                 f"backend {backend.name!r}: the warm-up call on {len(batch)} samples did not "
                 f"return within {timeout_s:g} s (raise --call-timeout if the backend is that "
                 "slow)") from None
-        if isinstance(item, BaseException):
+        if isinstance(item, (BackendError, HarnessError)):
             raise item
+        if isinstance(item, BaseException):  # the backend's own failure: one line
+            raise BackendError(f"backend {backend.name!r} failed in its warm-up call on "
+                               f"{len(batch)} samples: {type(item).__name__}: "
+                               f"{first_line(item)}") from item
         seconds = item
     return seconds
 

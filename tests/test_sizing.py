@@ -108,3 +108,20 @@ def test_submission_rules_never_guess(tmp_path: Path) -> None:
     error = [line for line in done.stderr.splitlines() if line.startswith("error:")]
     assert len(error) == 1 and "never guesses" in error[0] and "--target-qps" in error[0]
     assert not (tmp_path / "results").exists()
+
+
+def test_the_overload_guard_says_it_is_the_harness_guard() -> None:
+    stopped = LoadGenResult("Server", "performance", False, 3.6, {}, {}, 10, (),
+                            ("error_runtime: Too many outstanding queries (issued 21)",), {})
+    lines = [line for line in stopped.summary_lines() if "outstanding" in line]
+    assert len(lines) == 1 and lines[0].startswith("stopped by the harness's overload guard")
+    assert "LoadGen error" not in lines[0]
+
+
+def test_a_backend_failing_in_its_warm_up_is_one_line(tmp_path: Path) -> None:
+    done = cli(tmp_path, "--backend-option", "fail_after=0")
+    assert done.returncode == EXIT_BAD_INPUT
+    assert "Traceback" not in done.stderr
+    error = [line for line in done.stderr.splitlines() if line.startswith("error:")]
+    assert len(error) == 1 and "failed in its warm-up call" in error[0]
+    assert "failing on purpose" in error[0]

@@ -109,9 +109,10 @@ def expected_run_s(test_settings: Any, scenario: str, mode: str, qsl_size: int,
             return max(samples * measured_s_per_sample,
                        samples / max(test_settings.server_target_qps, 1e-9)), what, samples
         return samples * measured_s_per_sample, what, samples
-    if entry.scheduled:
-        queries = max(min_queries, int(min_duration * test_settings.server_target_qps))
-        return max(min_duration, queries * measured_s_per_sample), \
+    if entry.scheduled:  # issued on LoadGen's schedule: no faster than the target QPS
+        qps = max(test_settings.server_target_qps, 1e-9)
+        queries = max(min_queries, int(min_duration * qps))
+        return max(min_duration, queries / qps, queries * measured_s_per_sample), \
             f"{queries} Server queries", queries
     if entry.expectation == "target_qps":  # one query of all the samples (Offline)
         samples = max(min_queries, int(1.1 * min_duration * test_settings.offline_expected_qps))

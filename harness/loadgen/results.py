@@ -195,8 +195,21 @@ class LoadGenResult:
         if query_p99 is not None:
             lines.append(f"query latency p99: {query_p99 / 1e6:,.2f} ms")
         for error in self.errors:
-            lines.append(f"LoadGen error: {error}")
+            lines.append(harness_guard_text(error) or f"LoadGen error: {error}")
         return lines
+
+
+OVERLOAD_MARK = "Too many outstanding queries"
+
+
+def harness_guard_text(error: str) -> str | None:
+    """LoadGen's error when the harness's own Server overload guard ended the test
+    (``server_max_async_queries``, harness.loadgen.limits), said as what it is."""
+    if OVERLOAD_MARK not in error:
+        return None
+    return ("stopped by the harness's overload guard (not a crash): more queries were "
+            "outstanding than 2 s of the target rate, so the system could not keep up with "
+            "this target QPS and the test was ended early (LoadGen: " + error.strip() + ")")
 
 
 _VALIDITY_CHECKS = {
