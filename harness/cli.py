@@ -41,6 +41,7 @@ from harness.loadgen.scenarios import SCENARIOS
 from harness.loadgen.sizing import next_step
 from harness.published import cli as published_cli
 from harness.runner import execute
+from harness.tune import cli as tune_cli
 from models.catalog import CATALOG, DEFAULT_MODEL, resolve_model
 from squad.data import DataConfig, prepare_data
 
@@ -403,6 +404,7 @@ def build_parser() -> argparse.ArgumentParser:
     _data_arguments(score)
     _agree_parser(sub)
     _sweep_parser(sub)
+    tune_cli.add_parser(sub)
     _compare_parser(sub)
     _compliance_parser(sub)
     _submission_parser(sub)
@@ -515,6 +517,7 @@ def main(argv: list[str] | None = None) -> int:
         "list": _cmd_list,
         "agree": _cmd_agree,
         "sweep": _cmd_sweep,
+        "tune": tune_cli.cmd_tune,
         "compare": _cmd_compare,
         "compliance": _cmd_compliance,
         "submission": _cmd_submission,
