@@ -42,6 +42,7 @@ from harness.loadgen.sizing import next_step
 from harness.published import cli as published_cli
 from harness.runner import execute
 from harness.tune import cli as tune_cli
+from harness.tune import tuned as tune_tuned
 from models.catalog import CATALOG, DEFAULT_MODEL, resolve_model
 from squad.data import DataConfig, prepare_data
 
@@ -158,6 +159,7 @@ def _sweep_parser(sub) -> None:
                         help="run finished points again (earlier runs move to each point's "
                         "history/); default: skip them")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    tune_tuned.add_sweep_argument(parser)
     _data_arguments(parser)
 
 
@@ -180,6 +182,7 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
 
     data = _data_config(args)
     spec = load_sweep(args.sweep)
+    spec = dataclasses.replace(spec, base=tune_tuned.with_settings(spec.base, args.settings))
     if data.max_examples is not None:
         spec = dataclasses.replace(spec, base={**spec.base, "max_examples": data.max_examples})
     options = engine.SweepOptions(

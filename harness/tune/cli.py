@@ -35,10 +35,10 @@ def budget_minutes(text: str) -> float:
     try:
         value = float(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"expected minutes (a number), got {text!r}") from None
+        value = math.nan
     if not math.isfinite(value) or not 0 < value <= MAX_BUDGET_MINUTES:
-        raise argparse.ArgumentTypeError(
-            f"expected minutes above 0 and at most {MAX_BUDGET_MINUTES:g}, got {text!r}")
+        raise ConfigError(f"--budget-minutes: expected minutes above 0 and at most "
+                          f"{MAX_BUDGET_MINUTES:g}, got {text!r}")
     return value
 
 
@@ -53,9 +53,9 @@ def target_share(text: str) -> tuple[str, float]:
     except ValueError:
         value = math.nan
     if not math.isfinite(value) or not 0 < value <= 100:
-        raise argparse.ArgumentTypeError(
-            f"expected {' or '.join(benchmarks)}, or a percentage of the fp32 F1 above 0 and at "
-            f"most 100 (e.g. 99%), got {text!r}")
+        raise ConfigError(
+            f"--target: expected {' or '.join(benchmarks)}, or a percentage of the fp32 F1 "
+            f"above 0 and at most 100 (e.g. 99%), got {text!r}")
     return f"{value:g}%", value / 100
 
 
@@ -69,12 +69,11 @@ def add_parser(sub) -> None:
     parser.add_argument("--scenario", choices=SCENARIOS, default="Offline",
                         help="Offline: samples/s of short runs; Server: then the peak VALID "
                         "QPS of the winner and of the fp32 default (default: %(default)s)")
-    parser.add_argument("--target", type=target_share, default=("bert-99", 0.99),
-                        metavar="TARGET",
+    parser.add_argument("--target", default="bert-99", metavar="TARGET",
                         help="bert-99 or bert-99.9 (99%% or 99.9%% of the reference F1: "
                         "MLPerf's 90.874 for its model, else the model's own fp32 F1 on the "
                         "gate's questions), or a percentage such as 98.5%% (default: bert-99)")
-    parser.add_argument("--budget-minutes", type=budget_minutes, default=30.0,
+    parser.add_argument("--budget-minutes", default="30",
                         metavar="MINUTES", help="wall time for the whole tune, gate included "
                         "(default: %(default)g)")
     parser.add_argument("--backends", default="onnxruntime,pytorch,ray",
@@ -99,6 +98,8 @@ def _gate_line(c: Candidate, score: GateScore) -> str:
 def cmd_tune(args: argparse.Namespace) -> int:
     """Run ``tune``; exit 0 with a result, 130 after Ctrl-C (what was measured is kept)."""
     started = time.monotonic()
+    args.budget_minutes = budget_minutes(str(args.budget_minutes))
+    name, share = target_share(str(args.target))
     deadline = started + args.budget_minutes * 60
     spec = CATALOG.get(args.model)
     if spec is None:
@@ -111,7 +112,6 @@ def cmd_tune(args: argparse.Namespace) -> int:
     results_dir = args.results_dir or workspace().results
     store = args.model_store or workspace().model_store
     folder = Path(results_dir) / "tune" / args.model / args.scenario
-    name, share = args.target
     default_batch = TABLE["Offline"].default_batch
     candidates, skipped = build_candidates(args.model, default_batch, cpu_flags(),
                                            backends=backends)
