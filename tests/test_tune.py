@@ -172,7 +172,7 @@ def test_bad_input_is_one_line(flags: list[str], capsys: pytest.CaptureFixture) 
 def null_tune(monkeypatch: pytest.MonkeyPatch, tmp_path: Path):
     """``tune`` over null-backend candidates: the gate runs them on 5 real questions; each
     run is faked (the default 10 samples/s, the candidate with batch 16 25 samples/s)."""
-    def candidates(model, batch, flags, backends=()):
+    def candidates(model, batch, flags, backends=(), derived=True):
         return [Candidate("null", model, batch, baseline=True),
                 Candidate("null", model, 16, 16, 0, (("delay_ms", 0.0),)),
                 Candidate("null", model, 4, 1, 0, (("delay_ms", 0.0),))], []

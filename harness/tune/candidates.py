@@ -130,12 +130,13 @@ def default_candidate(backend: str, model: str, batch_size: int) -> Candidate:
 def build_candidates(
     model: str, default_batch: int, flags: frozenset[str],
     installed: Callable[[str], str | None] = _installed,
-    backends: Iterable[str] = ("onnxruntime", "pytorch", "ray"),
+    backends: Iterable[str] = ("onnxruntime", "pytorch", "ray"), derived: bool = True,
 ) -> tuple[list[Candidate], list[Skipped]]:
     """The candidates for ``model`` (the fp32 ONNX Runtime default first), and the skipped.
 
     ``flags``: the CPU's flags (bf16 needs one of :data:`BF16_FLAGS`; int8 models are tried
-    only with one of :data:`VNNI_FLAGS`, without which int8 is no faster than fp32 here).
+    only with one of :data:`VNNI_FLAGS`, without which int8 is no faster than fp32 here;
+    ``derived``: whether int8 models can be derived from ``model``, a catalog name).
     """
     backends = tuple(backends)
     skipped: list[Skipped] = []
@@ -149,7 +150,10 @@ def build_candidates(
         return [], skipped
     bigger = max(32, default_batch)
     models = [model]
-    if flags & set(VNNI_FLAGS):
+    if not derived:
+        skipped.append(Skipped("int8 dynamic and static models",
+                               "int8 models are derived from catalog models only"))
+    elif flags & set(VNNI_FLAGS):
         models += [f"{model}-int8-dynamic", f"{model}-int8-static"]
     else:
         skipped.append(Skipped("int8 dynamic and static models",

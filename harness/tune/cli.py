@@ -65,7 +65,7 @@ def add_parser(sub) -> None:
             "candidate's F1, race the survivors against the fp32 default, write tuned.toml")
     parser = sub.add_parser("tune", help=text, description=text)
     parser.add_argument("--model", default=DEFAULT_MODEL,
-                        help="catalog name (default: %(default)s)")
+                        help="catalog name or a model's path (default: %(default)s)")
     parser.add_argument("--scenario", choices=SCENARIOS, default="Offline",
                         help="Offline: samples/s of short runs; Server: then the peak VALID "
                         "QPS of the winner and of the fp32 default (default: %(default)s)")
@@ -102,19 +102,22 @@ def cmd_tune(args: argparse.Namespace) -> int:
     name, share = target_share(str(args.target))
     deadline = started + args.budget_minutes * 60
     spec = CATALOG.get(args.model)
-    if spec is None:
-        raise ConfigError(f"--model: tune takes a catalog model ({', '.join(CATALOG)}), "
-                          f"got {args.model!r}")
+    if spec is None and not Path(args.model).exists():
+        raise ConfigError(f"--model: expected a catalog model ({', '.join(CATALOG)}) or a "
+                          f"model's path, got {args.model!r}")
+    if spec is None:  # a model given by path: its own fp32 F1 is the reference
+        args.model = str(Path(args.model).expanduser().absolute())
+    mlperf = bool(spec and spec.mlperf)
     backends = tuple(b for b in args.backends.split(",") if b)
     data_config = config_from_args(args, DataConfig)
-    if data_config.max_examples is None and not spec.mlperf:
+    if data_config.max_examples is None and not mlperf:
         data_config = dataclasses.replace(data_config, max_examples=HELD_OUT_QUESTIONS)
     results_dir = args.results_dir or workspace().results
     store = args.model_store or workspace().model_store
-    folder = Path(results_dir) / "tune" / args.model / args.scenario
+    folder = Path(results_dir) / "tune" / Path(args.model).name / args.scenario
     default_batch = TABLE["Offline"].default_batch
     candidates, skipped = build_candidates(args.model, default_batch, cpu_flags(),
-                                           backends=backends)
+                                           backends=backends, derived=spec is not None)
     if not candidates:
         raise ConfigError("no candidates: " + "; ".join(f"{s.what}: {s.reason}" for s in skipped))
     for s in skipped:
@@ -143,10 +146,10 @@ def cmd_tune(args: argparse.Namespace) -> int:
                 continue
             scores[c.numerics] = gate.score(c)
             print(_gate_line(c, scores[c.numerics]), flush=True)
-        reference = run_rules.REFERENCE_F1 if spec.mlperf else scores[baseline.numerics].f1
+        reference = run_rules.REFERENCE_F1 if mlperf else scores[baseline.numerics].f1
         target_f1 = reference * share
         print(f"F1 target {target_f1:.2f} ({name} of {reference:.2f}"
-              f"{', the MLPerf reference' if spec.mlperf else ', its fp32 default'})", flush=True)
+              f"{', the MLPerf reference' if mlperf else ', its fp32 default'})", flush=True)
         passed = [c for c in candidates[1:] if c.numerics in scores
                   and scores[c.numerics].f1 >= target_f1]
         passed.sort(key=lambda c: -scores[c.numerics].samples_per_second)
