@@ -118,6 +118,7 @@ class AccuracyGate:
                              data=self.data_config).md5
 
     def cached(self, candidate: Candidate) -> GateScore | None:
+        self.cache = {**read_cache(self.cache_path), **self.cache}  # another tune's scores
         entry = self.cache.get(cache_key(candidate, self.model_md5(candidate), self.questions))
         if not entry:
             return None
@@ -142,6 +143,7 @@ class AccuracyGate:
         finally:
             backend.close()
         result = GateScore(f1, em, self.questions, rate, time.monotonic() - started)
-        self.cache[cache_key(candidate, model.md5, self.questions)] = result.to_json()
+        self.cache = {**read_cache(self.cache_path), **self.cache,
+                      cache_key(candidate, model.md5, self.questions): result.to_json()}
         write_json_atomic(self.cache_path, self.cache)
         return result
