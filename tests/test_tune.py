@@ -260,3 +260,28 @@ def test_sweep_takes_a_settings_file_under_its_base(tmp_path: Path) -> None:
     tuned.write_text("batch_sise = 16\n")
     with pytest.raises(Exception, match="did you mean batch_size"):
         with_settings({}, tuned)
+
+
+def test_server_peaks_of_the_winner_and_the_default(tmp_path: Path) -> None:
+    """Each search brackets and bisects on LoadGen's verdicts; no probe past the deadline."""
+    from harness.tune.server import peak_qps
+
+    limits = {"fp32": 10.0, "fast": 25.0}
+    clock = [0.0]
+
+    def runner(candidate: Candidate, folder: Path, target_qps: float) -> Measurement:
+        clock[0] += 50.0
+        return Measurement(candidate.label, candidate.baseline, 0, target_qps, 50.0,
+                           valid=target_qps <= limits[candidate.model])
+
+    base = Candidate("onnxruntime", "fp32", 1, baseline=True)
+    fast = Candidate("onnxruntime", "fast", 8)
+    out = peak_qps(base, fast, runner, tmp_path, 1e9, {"baseline": 7.0, "winner": 17.5},
+                   clock=lambda: clock[0])
+    assert 9.0 <= out["baseline"]["peak_qps"] <= 10.0
+    assert 22.5 <= out["winner"]["peak_qps"] <= 25.0
+    assert out["ratio"] == pytest.approx(out["winner"]["peak_qps"] / out["baseline"]["peak_qps"])
+    clock[0] = 0.0
+    cut = peak_qps(base, fast, runner, tmp_path, 120.0, {"baseline": 7.0, "winner": 17.5},
+                   clock=lambda: clock[0])
+    assert cut["winner"] is None and "cut short by the budget" in cut["text"]

@@ -198,11 +198,17 @@ def cmd_tune(args: argparse.Namespace) -> int:
     if args.scenario == "Server" and winner is not None and not interrupted:
         starts = {"baseline": 0.7 * (base_rate or 10.0),
                   "winner": 0.7 * (winner.samples_per_second or 10.0)}
-        server = peak_qps(baseline, _candidate_of(candidates, winner),
-                          ChildRunner("Server", child_data_args(args, store)), folder,
-                          deadline, starts)
-        extra["server"] = server
-        summary.append(server["text"])
+        # the fp32 default of a Server run: its own default batch (1), not Offline's
+        server_default = dataclasses.replace(baseline, batch_size=TABLE["Server"].default_batch)
+        try:
+            server = peak_qps(server_default, _candidate_of(candidates, winner),
+                              ChildRunner("Server", child_data_args(args, store)), folder,
+                              deadline, starts)
+            extra["server"] = server
+            summary.append(server["text"])
+        except KeyboardInterrupt:
+            interrupted = extra["interrupted"] = True
+            summary.append("Server peak search interrupted (its probes are in server/)")
     paths = write_outcome(folder, f"tune {args.model} {args.scenario} ({name})", summary,
                           rows, winner, target_f1, extra)
     print(table(rows), end="")

@@ -59,8 +59,8 @@ def peak_qps(baseline: Candidate, winner: Candidate, runner: ChildRunner, folder
             results[name] = None
     base, best = results.get("baseline"), results.get("winner")
     ratio = best.peak / base.peak if base and best and base.peak and best.peak else None
-    text = ("Server peak VALID QPS: winner " + (best.text() if best else "not searched: budget")
-            + "; fp32 default " + (base.text() if base else "not searched: budget")
+    text = ("Server peak VALID QPS: winner " + (best.text() if best else "cut short by the budget")
+            + "; fp32 default " + (base.text() if base else "cut short by the budget")
             + (f"; winner x{ratio:.2f} the default" if ratio else ""))
     return {"baseline": base.to_json() if base else None,
             "winner": best.to_json() if best else None, "ratio": ratio, "text": text}
