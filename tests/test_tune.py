@@ -63,7 +63,9 @@ def test_speed_options_share_the_arithmetic_and_precision_does_not() -> None:
     assert any(c.backend == "ray" for c in dynamic)  # Ray's actors run the same arithmetic
     assert len({c.batch_size for c in dynamic}) > 1
     torch = [c for c in cands if c.backend == "pytorch"]
-    assert len({c.numerics for c in torch}) == 2  # fp32 and bf16 (compile shares bf16's)
+    assert len(torch) > 1 and {c.numerics for c in torch} == {("pytorch", MODEL, "bf16")}
+    plain, _ = build_candidates(MODEL, 8, frozenset({"avx512_vnni"}), _everything_installed)
+    assert {c.numerics for c in plain if c.backend == "pytorch"} == {("pytorch", MODEL, "fp32")}
 
 
 # ---- the ratio pairing and the race ------------------------------------------------------
