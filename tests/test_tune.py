@@ -287,3 +287,11 @@ def test_server_peaks_of_the_winner_and_the_default(tmp_path: Path) -> None:
     cut = peak_qps(base, fast, runner, tmp_path, 120.0, {"baseline": 7.0, "winner": 17.5},
                    clock=lambda: clock[0])
     assert cut["winner"] is None and "cut short by the budget" in cut["text"]
+
+
+def test_help_says_what_tune_does(capsys: pytest.CaptureFixture) -> None:
+    with pytest.raises(SystemExit) as stop:
+        main(["tune", "--help"])
+    assert stop.value.code == 0
+    out = " ".join(capsys.readouterr().out.split())
+    assert "--budget-minutes" in out and "bert-99.9" in out and "default: 30" in out

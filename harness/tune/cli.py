@@ -75,7 +75,7 @@ def add_parser(sub) -> None:
                         "gate's questions), or a percentage such as 98.5%% (default: bert-99)")
     parser.add_argument("--budget-minutes", default="30",
                         metavar="MINUTES", help="wall time for the whole tune, gate included "
-                        "(default: %(default)g)")
+                        "(default: %(default)s)")
     parser.add_argument("--backends", default="onnxruntime,pytorch,ray",
                         help="comma-separated backends to draw candidates from "
                         "(default: %(default)s; those not installed are skipped, with why)")
