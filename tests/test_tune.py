@@ -59,9 +59,13 @@ def test_speed_options_share_the_arithmetic_and_precision_does_not() -> None:
     by_numerics: dict[tuple, list[Candidate]] = {}
     for c in cands:
         by_numerics.setdefault(c.numerics, []).append(c)
-    dynamic = by_numerics[("onnxruntime", f"{MODEL}-int8-dynamic", "none")]
+    static = by_numerics[("onnxruntime", f"{MODEL}-int8-static", "none")]
+    assert len({c.batch_size for c in static}) > 1  # fixed scales: the batch changes nothing
+    # dynamic int8 scales each batch as a whole: batch size and bucket are its arithmetic
+    dynamic = by_numerics[("onnxruntime", f"{MODEL}-int8-dynamic", "none", "b8 s1")]
     assert any(c.backend == "ray" for c in dynamic)  # Ray's actors run the same arithmetic
-    assert len({c.batch_size for c in dynamic}) > 1
+    assert {c.batch_size for c in dynamic} == {8}
+    assert any(c.batch_size == 32 and c.batch_dependent for c in cands)
     torch = [c for c in cands if c.backend == "pytorch"]
     assert len(torch) > 1 and {c.numerics for c in torch} == {("pytorch", MODEL, "bf16")}
     plain, _ = build_candidates(MODEL, 8, frozenset({"avx512_vnni"}), _everything_installed)

@@ -2,8 +2,9 @@
 
 A candidate's arithmetic (:attr:`Candidate.numerics`) runs in this process, without
 LoadGen, over every feature of the first N questions, sorted by length and each batch cut
-to its longest real length (padding is masked out of attention, so the answers are those
-of a padded run), then is scored with the official EM/F1. Scores are cached in
+to its longest real length, as an Offline run's batches are (padding is masked out of
+attention; dynamic int8 is run at the candidate's own batch size and bucket, on which its
+answers depend), then is scored with the official EM/F1. Scores are cached in
 ``<results>/tune/gate-cache.json`` under the model file's md5, the backend, its precision
 options and the questions scored, so a second ``tune`` of the same model pays nothing.
 """
@@ -51,7 +52,17 @@ class GateScore:
 def cache_key(candidate: Candidate, model_md5: str, questions: int) -> str:
     """The key of a score: model digest, backend, precision options, questions scored."""
     options = ",".join(f"{k}={v}" for k, v in sorted(candidate.gate_options().items()))
-    return f"{model_md5}|{candidate.gate_backend}|{options}|{questions}"
+    batch, bucket = gate_batching(candidate)
+    shape = f"|b{batch}s{bucket}" if candidate.batch_dependent else ""
+    return f"{model_md5}|{candidate.gate_backend}|{options}|{questions}{shape}"
+
+
+def gate_batching(candidate: Candidate) -> tuple[int, int]:
+    """``(batch size, bucket in tokens)`` the gate runs ``candidate`` with: its own where its
+    answers depend on them (dynamic int8), else :data:`GATE_BATCH` and :data:`GATE_BUCKET`."""
+    if candidate.batch_dependent:
+        return candidate.batch_size, candidate.seq_bucket
+    return GATE_BATCH, GATE_BUCKET
 
 
 def read_cache(path: Path) -> dict[str, dict[str, Any]]:
@@ -139,7 +150,8 @@ class AccuracyGate:
         started = time.monotonic()
         try:
             backend.load(model.path)
-            f1, em, rate = score_logits(self.data, backend.predict, on_batch=on_batch)
+            batch, bucket = gate_batching(candidate)
+            f1, em, rate = score_logits(self.data, backend.predict, batch, bucket, on_batch)
         finally:
             backend.close()
         result = GateScore(f1, em, self.questions, rate, time.monotonic() - started)
