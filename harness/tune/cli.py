@@ -91,7 +91,8 @@ def add_parser(sub) -> None:
 
 def _gate_line(c: Candidate, score: GateScore) -> str:
     how = "cached" if score.cached else f"{score.seconds:.0f} s"
-    return (f"  gate {c.numerics[0]} {c.numerics[1]} {c.numerics[2] or '-'}: F1 {score.f1:.2f}"
+    what = " ".join(str(part) for part in c.numerics if part)
+    return (f"  gate {what}: F1 {score.f1:.2f}"
             f", EM {score.exact_match:.2f} ({how}, {score.samples_per_second:.1f} features/s)")
 
 
@@ -142,7 +143,7 @@ def cmd_tune(args: argparse.Namespace) -> int:
                 continue
             late = time.monotonic() > started + GATE_SHARE * (deadline - started)
             if c is not baseline and late and gate.cached(c) is None:
-                notes[c.numerics] = "not gated: budget"
+                notes[c.numerics] = "the gate's share of the budget was spent"
                 continue
             scores[c.numerics] = gate.score(c)
             print(_gate_line(c, scores[c.numerics]), flush=True)
