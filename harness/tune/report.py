@@ -95,9 +95,11 @@ def plot_front(rows: Sequence[Row], path: Path, target_f1: float | None) -> Path
     for r in timed:
         color = {"winner": "tab:green", "baseline": "tab:gray"}.get(r.status, "tab:blue")
         axes.scatter(r.f1, r.samples_per_second, color=color, zorder=3)
-        axes.annotate(r.label.split(" ")[0].split(":")[-1] + " " + " ".join(
-            r.label.split(" ")[1:3]), (r.f1, r.samples_per_second), fontsize=6,
-            xytext=(3, 3), textcoords="offset points")
+        words = r.label.split(" ")  # "backend:model b8 s1 key=value ...": backend, options
+        name = " ".join([words[0].split(":")[0], *words[1:]])
+        axes.annotate(name + (" (int8)" if "int8" in words[0] else ""),
+                      (r.f1, r.samples_per_second), fontsize=5, xytext=(3, 3),
+                      textcoords="offset points")
     front = pareto_front(rows)
     if front:
         axes.plot([r.f1 for r in front], [r.samples_per_second for r in front],

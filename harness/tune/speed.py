@@ -213,7 +213,9 @@ class Race:
         survivors = list(self.candidates)
         rung = 1
         while survivors:
-            schedule: list[Candidate] = [self.baseline]
+            # a rung opens with the default, unless the last run already was one
+            opened = bool(self.measurements) and self.measurements[-1].baseline
+            schedule: list[Candidate] = [] if opened else [self.baseline]
             for k, candidate in enumerate(survivors, 1):
                 schedule.append(candidate)
                 if k % BASELINE_EVERY == 0 or k == len(survivors):
