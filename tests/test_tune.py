@@ -299,3 +299,33 @@ def test_help_says_what_tune_does(capsys: pytest.CaptureFixture) -> None:
     assert stop.value.code == 0
     out = " ".join(capsys.readouterr().out.split())
     assert "--budget-minutes" in out and "bert-99.9" in out and "default: 30" in out
+
+
+def test_dynamic_int8_is_scored_as_its_loadgen_accuracy_run(tmp_path: Path,
+                                                              monkeypatch: pytest.MonkeyPatch):
+    """Its answers depend on which samples share a call: the gate asks the LoadGen run (of
+    its whole settings) and caches that under its label; others never go there."""
+    from types import SimpleNamespace
+
+    from harness.tune.gate import AccuracyGate, GateScore
+
+    asked: list[str] = []
+
+    def loadgen_score(c: Candidate) -> GateScore:
+        asked.append(c.label)
+        return GateScore(65.4, 53.9, 5, 10.0, 1.0)
+
+    data = SimpleNamespace(features=SimpleNamespace(num_examples=5))
+    gate = AccuracyGate(data, None, tmp_path, tmp_path / "cache.json",
+                        loadgen_score=loadgen_score)
+    monkeypatch.setattr(gate, "model_md5", lambda c: "md5")
+    dynamic = Candidate("ray", f"{MODEL}-int8-dynamic", 8, 1, 0, (("actors", 2),))
+    assert gate.score(dynamic).f1 == 65.4 and asked == [dynamic.label]
+    again = AccuracyGate(data, None, tmp_path, tmp_path / "cache.json",
+                         loadgen_score=loadgen_score)
+    monkeypatch.setattr(again, "model_md5", lambda c: "md5")
+    assert again.score(dynamic).cached and asked == [dynamic.label]
+    key = next(iter(json.loads((tmp_path / "cache.json").read_text())))
+    assert dynamic.label in key and "loadgen" in key
+    static = Candidate("onnxruntime", f"{MODEL}-int8-static", 8)
+    assert not static.batch_dependent and not Candidate("onnxruntime", MODEL, 8).batch_dependent

@@ -19,7 +19,14 @@ from harness.tune.candidates import Candidate, build_candidates, cpu_flags
 from harness.tune.gate import AccuracyGate, GateScore
 from harness.tune.report import Row, pareto_front, table, write_outcome
 from harness.tune.server import peak_qps
-from harness.tune.speed import ChildRunner, Race, child_data_args, median_ratio, ratios
+from harness.tune.speed import (
+    ChildRunner,
+    Race,
+    child_data_args,
+    loadgen_accuracy,
+    median_ratio,
+    ratios,
+)
 from models.catalog import CATALOG, DEFAULT_MODEL
 from squad.data import DataConfig, prepare_data
 
@@ -127,7 +134,15 @@ def cmd_tune(args: argparse.Namespace) -> int:
     print(f"tune {args.model} {args.scenario}, target {name}, budget "
           f"{args.budget_minutes:g} min: {len(candidates)} candidates", flush=True)
     data = prepare_data(data_config, progress=False)
-    gate = AccuracyGate(data, data_config, store, Path(results_dir) / "tune" / "gate-cache.json")
+    extra_args = child_data_args(args, store)
+
+    def loadgen_score(c: Candidate) -> GateScore:
+        got = loadgen_accuracy(c, folder / "gate" / c.id, extra_args, data_config.max_examples)
+        return GateScore(got["f1"], got["exact_match"], data.features.num_examples,
+                         len(data.features) / got["seconds"], got["seconds"])
+
+    gate = AccuracyGate(data, data_config, store, Path(results_dir) / "tune" / "gate-cache.json",
+                        loadgen_score=loadgen_score)
     scores: dict[tuple, GateScore] = {}
     notes: dict[str, str] = {}
     rows: list[Row] = []
@@ -154,7 +169,7 @@ def cmd_tune(args: argparse.Namespace) -> int:
         passed = [c for c in candidates[1:] if c.numerics in scores
                   and scores[c.numerics].f1 >= target_f1]
         passed.sort(key=lambda c: -scores[c.numerics].samples_per_second)
-        race = Race(baseline, passed, ChildRunner("Offline", child_data_args(args, store)),
+        race = Race(baseline, passed, ChildRunner("Offline", extra_args),
                     folder / "runs", race_end, budget_s=deadline - started,
                     started=started)
         print(f"speed: {len(passed)} candidates race against the fp32 default "

@@ -254,3 +254,29 @@ def child_data_args(args: argparse.Namespace, store: Path) -> list[str]:
     if getattr(args, "cfg__download", True) is False:
         argv.append("--no-download")
     return argv
+
+
+def loadgen_accuracy(candidate: Candidate, folder: Path, extra_args: Sequence[str],
+                     max_examples: int | None, python: str = sys.executable) -> dict[str, Any]:
+    """The scores (percent) and seconds of ``python -m harness accuracy`` run with the
+    candidate's settings (Offline, short) in ``folder``; HarnessError when it fails."""
+    from common.errors import HarnessError
+
+    folder.mkdir(parents=True, exist_ok=True)
+    questions = ["--max-examples", str(max_examples)] if max_examples else []
+    command = [python, "-m", "harness", "accuracy", "--short", "--no-progress", "--scenario",
+               "Offline", *candidate.run_args(), *questions, "--results-dir", str(folder),
+               *extra_args]
+    started = time.monotonic()
+    with (folder / "run.log").open("w", encoding="utf-8") as log:
+        log.write(subprocess.list2cmdline(command) + "\n")
+        log.flush()
+        code = wait_child(subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT,
+                                           stdin=subprocess.DEVNULL, start_new_session=True))
+    found = sorted(folder.glob("**/accuracy/accuracy.json"))
+    if code != 0 or not found:
+        raise HarnessError(f"{candidate.label}: its accuracy run failed: "
+                           f"{_last_error(folder / 'run.log', code)}")
+    scores = json.loads(found[-1].read_text(encoding="utf-8"))["scores"]
+    return {"f1": float(scores["f1"]), "exact_match": float(scores["exact_match"]),
+            "seconds": time.monotonic() - started}
