@@ -327,5 +327,6 @@ def test_dynamic_int8_is_scored_as_its_loadgen_accuracy_run(tmp_path: Path,
     assert again.score(dynamic).cached and asked == [dynamic.label]
     key = next(iter(json.loads((tmp_path / "cache.json").read_text())))
     assert dynamic.label in key and "loadgen" in key
+    assert not Candidate("ray", f"{MODEL}-int8-dynamic", 1, 1).batch_dependent  # alone
     static = Candidate("onnxruntime", f"{MODEL}-int8-static", 8)
     assert not static.batch_dependent and not Candidate("onnxruntime", MODEL, 8).batch_dependent

@@ -73,8 +73,10 @@ class Candidate:
 
     @property
     def batch_dependent(self) -> bool:
-        """Whether the answers depend on the batch: dynamic int8 (see the module's text)."""
-        return self.model.endswith("-int8-dynamic")
+        """Whether the answers depend on the batch: dynamic int8 (see the module's text),
+        but for one unpadded sample a call, which shares its scale with nothing."""
+        alone = self.batch_size == 1 and self.seq_bucket == 1
+        return self.model.endswith("-int8-dynamic") and not alone
 
     def gate_options(self) -> dict[str, Any]:
         """The options the accuracy gate runs this arithmetic with (speed ones left out)."""
@@ -181,6 +183,8 @@ def build_candidates(
                 Candidate("onnxruntime", name, default_batch, 1, 0, (*opt, ("instances", 2)))]
         if fp32:
             grid += [Candidate("onnxruntime", name, bigger, 1, 0)]
+        if name.endswith("-int8-dynamic"):  # one sample a call: its own scales, no padding
+            grid += [Candidate("onnxruntime", name, 1, 1, 0, (("instances", 2),))]
         out += grid
     if "pytorch" in backends and not missing.get("pytorch"):
         # PyTorch fp32 computes what ONNX Runtime fp32 does, slower on CPUs (its GEMM runs at
@@ -200,7 +204,8 @@ def build_candidates(
                                    f"the CPU has no BF16 flag ({', '.join(BF16_FLAGS)})"))
     if "ray" in backends and not missing.get("ray"):
         best = f"{model}-int8-dynamic" if len(models) > 1 else model
-        out.append(Candidate("ray", best, default_batch, 1, 0,
-                             (("backend", "onnxruntime"), ("actors", 2),
-                              ("threads_per_actor", 1))))
+        actors = (("backend", "onnxruntime"), ("actors", 2), ("threads_per_actor", 1))
+        out.append(Candidate("ray", best, default_batch, 1, 0, actors))
+        if best != model:
+            out.append(Candidate("ray", best, 1, 1, 0, actors))
     return out, skipped
