@@ -42,6 +42,8 @@ from harness.loadgen.scenarios import SCENARIOS
 from harness.loadgen.sizing import next_step
 from harness.published import cli as published_cli
 from harness.runner import execute
+from harness.tune import cli as tune_cli
+from harness.tune import tuned as tune_tuned
 from models.catalog import CATALOG, DEFAULT_MODEL, resolve_model
 from squad.data import DataConfig, prepare_data
 
@@ -161,6 +163,7 @@ def _sweep_parser(sub) -> None:
                         help="run nothing: redraw the table, plots and report from the "
                         "points that finished (after a Ctrl-C, say)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    tune_tuned.add_sweep_argument(parser)
     _data_arguments(parser)
 
 
@@ -183,6 +186,7 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
 
     data = _data_config(args)
     spec = load_sweep(args.sweep)
+    spec = dataclasses.replace(spec, base=tune_tuned.with_settings(spec.base, args.settings))
     if data.max_examples is not None:
         spec = dataclasses.replace(spec, base={**spec.base, "max_examples": data.max_examples})
     options = engine.SweepOptions(
@@ -437,6 +441,7 @@ def build_parser() -> argparse.ArgumentParser:
     _data_arguments(score)
     _agree_parser(sub)
     _sweep_parser(sub)
+    tune_cli.add_parser(sub)
     _compare_parser(sub)
     _compliance_parser(sub)
     _submission_parser(sub)
@@ -552,6 +557,7 @@ def main(argv: list[str] | None = None) -> int:
         "list": _cmd_list,
         "agree": _cmd_agree,
         "sweep": _cmd_sweep,
+        "tune": tune_cli.cmd_tune,
         "compare": _cmd_compare,
         "compliance": _cmd_compliance,
         "submission": _cmd_submission,
