@@ -135,7 +135,7 @@ class RunConfig:
                                    help="batch samples in LoadGen's order, not by length")
     batch_wait_ms: Number | None = setting(
         None, flag="--batch-wait-ms", sweep="axis", ge=0, le=60_000, unit="ms", metavar="MS",
-        help="most time a partial batch waits for more queries (default: 5%% of the Server "
+        help="most time a partial batch waits for more queries (default: 5% of the Server "
         "latency bound when --batch-size > 1, else 0)")
     keep_trace: bool = setting(False, flag="--keep-trace",
                                help="keep LoadGen's mlperf_log_trace.json (every sample's "
@@ -228,13 +228,13 @@ def _default_text(flagged: Flagged) -> str:
 
 
 def help_text(flagged: Flagged) -> str:
-    """A flag's help: what it does, what it accepts, its default."""
+    """A flag's help: what it does, what it accepts, its default (``%`` escaped for
+    argparse)."""
     field = flagged.field
-    if field.kind == "flag" or flagged.path[-1] == "options":
-        return field.info.help.replace("%", "%%") if "%%" not in field.info.help \
-            else field.info.help
-    text = f"{field.info.help} ({field.accepts()}{_default_text(flagged)})"
-    return text.replace("%%", "%").replace("%", "%%")
+    text = field.info.help
+    if field.kind != "flag" and flagged.path[-1] != "options":
+        text = f"{text} ({field.accepts()}{_default_text(flagged)})"
+    return text.replace("%", "%%")
 
 
 SETTINGS_FLAG = "--settings"
@@ -422,5 +422,5 @@ def settings_table(cls: type = RunConfig) -> list[tuple[str, str, str, str]]:
             key += " (base)"
         accepts = "switch" if field.kind == "flag" else field.accepts()
         rows.append((flagged.flag, key, accepts + _default_text(flagged).replace(";", ","),
-                     field.info.help.replace("%%", "%")))
+                     field.info.help))
     return rows
