@@ -4,7 +4,7 @@ Its logits point at the first context token (start) and the token after it (end)
 whole pipeline (LoadGen, accuracy log, post-processing, EM/F1) produces real answer text.
 Options (``BackendSettings.options``): ``delay_ms`` sleeps per batch to stand in for a
 device; ``fail_after`` raises on the call after that many calls and ``hang_after`` never
-returns from it, to test failure paths (the harness's two warm-up calls count).
+returns from it, to test failure paths (the harness's five warm-up calls count).
 """
 
 from __future__ import annotations

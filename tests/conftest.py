@@ -71,7 +71,7 @@ def null_results(squad_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> P
              "--max-examples", "20"],
             ["--backend", "wafer", "--backend-option", "numerics=none", "--scenario",
              "SingleStream", "--system", "wafer-box"],
-            ["--backend", "null", "--backend-option", "fail_after=3", "--scenario", "Offline"]]
+            ["--backend", "null", "--backend-option", "fail_after=6", "--scenario", "Offline"]]
     project = Path(__file__).resolve().parents[1]
     for index, extra in enumerate(runs):
         done = subprocess.run(base + extra, cwd=project, capture_output=True, text=True,

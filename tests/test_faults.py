@@ -108,7 +108,7 @@ def test_a_crashing_backend_ends_the_run_and_keeps_its_logs(workspace: Path) -> 
     earlier = good_run(workspace, "r-crash")
     before = (earlier / "settings.json").read_text()
     done = cli(workspace, *args_for(workspace, "--results-dir", "r-crash",
-                                    "--backend-option", "fail_after=4"))
+                                    "--backend-option", "fail_after=7"))
     assert done.returncode == 2
     assert "failing on purpose" in one_error_line(done.stderr)
     failed = kept(workspace, "r-crash", "failed")
@@ -121,7 +121,7 @@ def test_a_crashing_backend_ends_the_run_and_keeps_its_logs(workspace: Path) -> 
 def test_a_backend_call_that_never_returns_times_out(workspace: Path, scenario: str) -> None:
     results = f"r-hang-{scenario}"
     done = cli(workspace, *args_for(workspace, "--results-dir", results, "--call-timeout", "1",
-                                    "--backend-option", "hang_after=4", scenario=scenario))
+                                    "--backend-option", "hang_after=7", scenario=scenario))
     assert done.returncode == 2
     assert "did not return within 1 s" in one_error_line(done.stderr)
     failed = kept(workspace, results, "failed", scenario)

@@ -58,7 +58,7 @@ def test_an_accuracy_run_through_two_actors_equals_the_backend_alone(workspace: 
 def test_an_actor_that_dies_ends_the_run_cleanly_and_keeps_its_logs(workspace: Path) -> None:
     done = harness(workspace, "run", "--backend", "ray", "--system", "dies", "--short",
                    "--backend-option", "backend=null", "--backend-option", "actors=2",
-                   "--backend-option", "inner.exit_after=3", "--batch-size", "2")
+                   "--backend-option", "inner.exit_after=6", "--batch-size", "2")
     assert done.returncode == 2, done.stderr
     assert "Traceback" not in done.stderr
     error = done.stderr[done.stderr.index("error: "):]

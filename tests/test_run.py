@@ -113,7 +113,7 @@ def test_accuracy_run_logs_every_feature_once_and_scores_them(workspace: dict) -
 
 
 def test_backend_crash_mid_run_fails_fast_and_keeps_logs(workspace: dict) -> None:
-    crashing = BackendSettings(options={"fail_after": 2})
+    crashing = BackendSettings(options={"fail_after": 5})
     with pytest.raises(HarnessError) as info:  # isolated() times out if the run hangs
         isolated(config(workspace, scenario="Offline", batch_size=2, system="crash",
                         backend_settings=crashing), timeout_s=60)
