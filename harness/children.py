@@ -33,7 +33,7 @@ def run_child(argv: Sequence[str], grace_s: float = STOP_GRACE_S, **popen: Any) 
         return process.wait()
     except (KeyboardInterrupt, RunInterrupted) as exc:
         signum = exc.signum if isinstance(exc, RunInterrupted) else signal.SIGINT
-        _stop(process, signum, grace_s)
+        stop_child(process, signum, grace_s)
         raise RunInterrupted(signum) from None
     finally:
         undo()
@@ -51,7 +51,7 @@ def _sigterm_raises() -> Callable[[], None]:
     return lambda: signal.signal(signal.SIGTERM, previous)
 
 
-def _stop(process: subprocess.Popen, signum: int, grace_s: float) -> None:
+def stop_child(process: subprocess.Popen, signum: int, grace_s: float = STOP_GRACE_S) -> None:
     """Pass ``signum`` on; a further signal passes SIGINT (quit at once); kill past grace."""
     try:
         process.send_signal(signum)

@@ -17,7 +17,6 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import json
-import os
 import signal
 import subprocess
 import sys
@@ -31,11 +30,11 @@ from filelock import FileLock, Timeout
 
 from common.errors import EXIT_INVALID, EXIT_OK, HarnessError, HarnessWarning
 from common.files import refuse_links, write_json_atomic, write_text_atomic
+from harness.children import stop_child
 from harness.loadgen.driver import RunInterrupted
 from harness.sweep.plan import Point
 from harness.sweep.record import find_run, readable_run
 
-STOP_GRACE_S = 90.0  # a signalled run ends in seconds; past this it is killed
 TRACED_SUFFIX = "-trace"
 
 
@@ -165,24 +164,8 @@ def _wait(process: subprocess.Popen) -> int:
         return process.wait()
     except (KeyboardInterrupt, SweepInterrupted) as exc:
         signum = exc.signum if isinstance(exc, SweepInterrupted) else signal.SIGINT
-        _stop(process, signum)
+        stop_child(process, signum)
         raise
-
-
-def _stop(process: subprocess.Popen, signum: int) -> None:
-    process.send_signal(signum)
-    deadline = time.monotonic() + STOP_GRACE_S
-    while True:
-        try:
-            process.wait(timeout=max(0.0, deadline - time.monotonic()))
-            return
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-            return
-        except (KeyboardInterrupt, SweepInterrupted):  # again: the run quits at once
-            if process.poll() is None:
-                os.kill(process.pid, signal.SIGINT)
 
 
 def _error_line(log_path: Path, offset: int, code: int) -> str:
