@@ -76,6 +76,7 @@ class OnnxRuntimeBackend(Backend):
     """Runs a BERT SQuAD ONNX model with ONNX Runtime (CPU, or CUDA when asked/available)."""
 
     name = "onnxruntime"
+    threads_on_local_cores = True
     Options = OnnxRuntimeOptions
     options: OnnxRuntimeOptions
 

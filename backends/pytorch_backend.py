@@ -56,6 +56,7 @@ class PyTorchBackend(Backend):
     """Runs a BERT SQuAD model in fp32 with PyTorch (CPU, or CUDA when asked/available)."""
 
     name = "pytorch"
+    threads_on_local_cores = True
     Options = PyTorchOptions
     options: PyTorchOptions
 

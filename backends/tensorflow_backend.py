@@ -80,6 +80,7 @@ class TensorFlowBackend(Backend):
     """Runs a BERT SQuAD TensorFlow frozen graph (``.pb``) or SavedModel on CPU (or GPU)."""
 
     name = "tensorflow"
+    threads_on_local_cores = True
     Options = TensorFlowOptions
     options: TensorFlowOptions
 

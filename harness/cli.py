@@ -469,7 +469,7 @@ def _cmd_run(args: argparse.Namespace, mode: str | None) -> int:
     if outcome.accuracy is not None:
         print(outcome.accuracy.text().rstrip())
     print(f"results: {outcome.directory.resolve()}")
-    step = next_step(outcome.loadgen, config.scenario, outcome.expectation)
+    step = next_step(outcome.loadgen, config.scenario, outcome.expectation, outcome.unlikely)
     if step is not None:
         print(f"next: {step}")
     return EXIT_INVALID if outcome.loadgen.valid is False else EXIT_OK

@@ -84,7 +84,7 @@ class RunConfig:
                                   "CPU, cores and backend)")
     batch_size: Whole | None = setting(
         None, flag="--batch-size", sweep="axis", ge=1, le=MAX_BATCH, unit="samples",
-        help="most samples per backend call (default: 8 in Offline and MultiStream, else 1)")
+        help="most samples per backend call (default: 8 in Offline, else 1)")
     backend_settings: BackendSettings = setting(default_factory=BackendSettings,
                                                 help="settings every backend shares")
     user_conf: Path | None = setting(default_factory=lambda: workspace().user_conf,

@@ -22,7 +22,7 @@ from typing import Any, NoReturn
 import numpy as np
 
 from backends import BackendError, get_backend_class, model_backend
-from backends.base import first_line
+from backends.base import first_line, idle_cores, usable_cores
 from backends.device import TimedDevice
 from common.errors import ConfigError, HarnessError
 from common.files import file_md5, refuse_links, write_json_atomic
@@ -52,7 +52,14 @@ from harness.loadgen.settings import (
     make_test_settings,
     resolved_user_conf,
 )
-from harness.loadgen.sizing import conf_sets, effective_s_per_sample, size_from_warm_up
+from harness.loadgen.sizing import (
+    FASTER,
+    conf_sets,
+    effective_s_per_sample,
+    server_test,
+    service_times,
+    size_from_warm_up,
+)
 from harness.loadgen.sut import BackendCallTimeout, LoadGenSUT, SUTSettings
 from harness.report.index import rebuild_index
 from harness.system import default_system_name, describe_host
@@ -75,6 +82,7 @@ class RunOutcome:
     accuracy: Any | None = None
     expectation: float | None = None  # what LoadGen expected: samples/s, or ms a query
     simulated: str | None = None  # a self-timed device's "SIMULATED: ..." line
+    unlikely: str | None = None  # why the warm-up predicted no VALID Server rate
 
 
 def _log_settings(outdir: Path, keep_trace: bool = False):
@@ -100,7 +108,9 @@ def execute(config: RunConfig) -> RunOutcome:
             f"{Path(AUDIT_CONFIG).absolute()}: LoadGen would apply this audit.config to the run "
             "without a word; remove it (compliance tests: python -m harness compliance)")
     backend_class = get_backend_class(config.backend)  # unknown names fail before any work
-    backend = backend_class(config.backend_settings)  # bad options too; load() comes later
+    backend_class(config.backend_settings)  # bad options too, before the cores are measured
+    config, threads = _threads_for_machine(config, backend_class)
+    backend = backend_class(config.backend_settings)  # load() comes later
     if config.batch_size is None and TABLE[config.scenario].device_batch \
             and isinstance(backend, TimedDevice):
         preferred = backend.preferred_batch_size()
@@ -135,12 +145,24 @@ def execute(config: RunConfig) -> RunOutcome:
     key = TABLE[config.scenario].expectation
     sized_by_warm_up = not (expected or command_line or conf_sets(user_text, config.scenario,
                                                                    key))
+    unlikely = None  # why the warm-up's model expects no VALID Server rate
     try:
         backend.load(model.path)
         warmup = _warm_up(backend, data.features, config,
                           config.call_timeout_s or WARM_UP_TIMEOUT_S)
+        if threads:
+            warmup["threads"] = threads
         if sized_by_warm_up:
-            sizing = size_from_warm_up(config.scenario, warmup["s_per_sample"])
+            server = None
+            if _profiles_lengths(backend, config):
+                profile = _length_profile(backend, data.features, config,
+                                          config.call_timeout_s or WARM_UP_TIMEOUT_S)
+                warmup["length_profile_s"] = profile
+                base = resolved_user_conf(config.user_conf, config.scenario,
+                                          len(data.features), config.short_run)
+                server = (service_times(profile, data.features.input_mask.sum(axis=1)),
+                          server_test(base), config.short_run)
+            sizing = size_from_warm_up(config.scenario, warmup["s_per_sample"], server)
             if config.rules != run_rules.LOADGEN:
                 raise ConfigError(
                     f"rules {config.rules}: a submission run never guesses its expected "
@@ -156,6 +178,10 @@ def execute(config: RunConfig) -> RunOutcome:
                   f"is sized from the warm-up: {sizing.line(config.scenario)} "
                   f"({sizing.measured_samples_per_s:.3g} samples/s measured; set "
                   f"{_flag_for(key)} to choose)", file=sys.stderr)
+            if sizing.server is not None and not sizing.server.feasible:
+                unlikely = sizing.server.reason()
+                print(f"warning: this Server test is unlikely to be VALID: {unlikely}; next: "
+                      f"{FASTER}", file=sys.stderr)
         conf_text = resolved_user_conf(
             config.user_conf, config.scenario, len(data.features), config.short_run,
             run_rules.conf_lines(config.rules, config.scenario, len(data.features),
@@ -185,11 +211,31 @@ def execute(config: RunConfig) -> RunOutcome:
             _keep(staged, exc, config)
         outcome = RunOutcome(_commit(staged), loadgen, accuracy,
                              _expectation(test_settings, config.scenario),
-                             simulated_line(backend.describe()))
+                             simulated_line(backend.describe()), unlikely)
         rebuild_index(config.results_dir)  # results/index.html; a failure is only a warning
         return outcome
     finally:
         backend.close()
+
+
+def _threads_for_machine(config: RunConfig, backend_class) -> tuple[RunConfig, dict | None]:
+    """A thread count of 0 means every usable core that other work leaves idle (measured
+    now, before the model loads): the config to run, and what was measured (settings.json).
+    Backends whose intra-op threads do not compute on this machine's cores keep 0."""
+    settings = config.backend_settings
+    if settings.intra_op_threads or not backend_class.threads_on_local_cores:
+        return config, None
+    usable, idle = usable_cores(), idle_cores()
+    measured = {"usable_cores": usable, "idle_cores": idle,
+                "intra_op_threads": min(idle, usable), "source": "--threads 0: idle cores"}
+    if idle >= usable:
+        return config, measured
+    print(f"note: other work keeps {usable - idle} of this process's {usable} cores busy, so "
+          f"the {config.backend} backend runs {idle} intra-op thread{'s' * (idle > 1)} (a "
+          "thread on a busy core would hold up every step; --threads N to choose)",
+          file=sys.stderr)
+    return dataclasses.replace(config, backend_settings=dataclasses.replace(
+        settings, intra_op_threads=idle)), measured
 
 
 def _test_settings(conf_text: str, config: RunConfig):
@@ -307,28 +353,59 @@ def _warm_up(backend, features, config: RunConfig, timeout_s: float | None) -> d
     by_length = np.argsort(features.input_mask.sum(axis=1), kind="stable")
     middle = (len(features) - count) // 2
     rows = sorted(int(r) for r in by_length[middle:middle + count])
-    batch = features.batch(rows)
-    longest = int(features.input_mask[rows].sum(axis=1).max())
-    if backend.fixed_sequence_length() is None and config.seq_bucket is not None:
-        seq = min(batch.input_ids.shape[1], -(-longest // config.seq_bucket) * config.seq_bucket)
-        batch = type(batch)(*(a[:, :seq] for a in batch.arrays()))
+    batch = _cut(backend, features.batch(rows), config)
     seconds = _timed_calls(backend, batch, timeout_s)
     return {"batch_size": len(batch), "s_per_call": seconds,
             "s_per_sample": effective_s_per_sample(seconds, len(batch))}
 
 
 WARM_UP_CALLS = 5  # one warms caches, the other four are timed (fault options count all five)
+# Server sizing: a sample at each of these quantiles of the features' lengths is timed (two
+# calls each, the second timed) for the queueing model of harness.loadgen.sizing.
+PROFILE_QUANTILES = (0.1, 0.5, 0.9, 0.99, 1.0)
 
 
-def _timed_calls(backend, batch, timeout_s: float | None) -> float:
-    """Seconds of one ``backend.predict`` call: WARM_UP_CALLS calls on one daemon thread (the
-    thread's start is not timed), each given up after ``timeout_s``; the fastest timed call,
-    the one least disturbed by other work on the machine (a single timed call of a backend
-    that answers in microseconds can be ten times off)."""
+def _profiles_lengths(backend, config: RunConfig) -> bool:
+    """Whether a Server run is sized by the queueing model: one sample a call on a backend
+    that computes (a self-timed device states its own figures)."""
+    return TABLE[config.scenario].scheduled and config.batch == 1 \
+        and not isinstance(backend, TimedDevice)
+
+
+def _length_profile(backend, features, config: RunConfig,
+                    timeout_s: float | None) -> list[tuple[int, float]]:
+    """(length, seconds) of one call on a real feature at each of PROFILE_QUANTILES of the
+    lengths, at the length the run will use."""
+    lengths = features.input_mask.sum(axis=1)
+    order = np.argsort(lengths, kind="stable")
+    profile = []
+    for quantile in PROFILE_QUANTILES:
+        row = int(order[round(quantile * (len(order) - 1))])
+        batch = _cut(backend, features.batch([row] * config.batch), config)
+        profile.append((int(lengths[row]), _timed_calls(backend, batch, timeout_s, calls=2)))
+    return profile
+
+
+def _cut(backend, batch, config: RunConfig):
+    """A batch cut to the length the SUT gives the backend (its longest row, rounded up to
+    the bucket) when the backend takes any length."""
+    if backend.fixed_sequence_length() is None and config.seq_bucket is not None:
+        longest = int(batch.input_mask.sum(axis=1).max())
+        seq = min(batch.input_ids.shape[1], -(-longest // config.seq_bucket) * config.seq_bucket)
+        batch = type(batch)(*(a[:, :seq] for a in batch.arrays()))
+    return batch
+
+
+def _timed_calls(backend, batch, timeout_s: float | None, calls: int = WARM_UP_CALLS) -> float:
+    """Seconds of one ``backend.predict`` call: ``calls`` calls on one daemon thread (the
+    thread's start is not timed), each given up after ``timeout_s``; the fastest timed call
+    (all but the first), the one least disturbed by other work on the machine (a single
+    timed call of a backend that answers in microseconds can be ten times off)."""
     results: queue.SimpleQueue = queue.SimpleQueue()
+    count = calls
 
-    def calls() -> None:
-        for _ in range(WARM_UP_CALLS):
+    def calls_() -> None:
+        for _ in range(count):
             started = time.perf_counter()
             try:
                 backend.predict(batch)
@@ -337,9 +414,9 @@ def _timed_calls(backend, batch, timeout_s: float | None) -> float:
                 return
             results.put(time.perf_counter() - started)
 
-    threading.Thread(target=calls, name="warm-up", daemon=True).start()
+    threading.Thread(target=calls_, name="warm-up", daemon=True).start()
     timed: list[float] = []
-    for number in range(WARM_UP_CALLS):
+    for number in range(count):
         try:
             item = results.get(timeout=timeout_s)
         except queue.Empty:

@@ -207,8 +207,8 @@ def expected_lines(name: str, expected: dict[str, float] | None) -> list[str]:
     if entry.expectation == "target_qps" and rate:
         return [f"{LOADGEN_MODEL}.{name}.target_qps = {rate:.6g}"]
     if entry.expectation == "target_latency" and latency:
-        extra = (entry.default_batch - 1) / rate if rate else 0.0
-        if entry.default_batch > 1 and not rate:
+        extra = (entry.samples_per_query - 1) / rate if rate else 0.0
+        if entry.samples_per_query > 1 and not rate:
             return []
         return [f"{LOADGEN_MODEL}.{name}.target_latency = {(latency + extra) * 1e3:.6g}"]
     return []
