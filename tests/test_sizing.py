@@ -10,11 +10,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from common.errors import EXIT_BAD_INPUT, EXIT_INVALID, EXIT_OK
-from harness.loadgen.results import LoadGenResult
 from backends import get_backend_class
 from backends.base import cpu_times, idle_cores
+from common.errors import EXIT_BAD_INPUT, EXIT_INVALID, EXIT_OK
 from harness.config import RunConfig
+from harness.loadgen.results import LoadGenResult
 from harness.loadgen.sizing import (
     ADAPTER_CALL_S,
     MARGIN,
