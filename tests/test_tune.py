@@ -273,12 +273,22 @@ def test_server_peaks_of_the_winner_and_the_default(tmp_path: Path) -> None:
     from harness.tune.server import peak_qps
 
     limits = {"fp32": 10.0, "fast": 25.0}
+    sized = {"fp32": 6.0, "fast": None}  # what a run given no target sizes itself to
     clock = [0.0]
+    asked: list[float | None] = []
 
-    def runner(candidate: Candidate, folder: Path, target_qps: float) -> Measurement:
+    def runner(candidate: Candidate, folder: Path, target_qps: float | None) -> Measurement:
         clock[0] += 50.0
-        return Measurement(candidate.label, candidate.baseline, 0, target_qps, 50.0,
-                           valid=target_qps <= limits[candidate.model])
+        asked.append(target_qps)
+        qps = target_qps or sized[candidate.model]
+        if qps is None:  # a run that recorded no size
+            return Measurement(candidate.label, candidate.baseline, 0, None, 50.0,
+                               error="failed")
+        folder.mkdir(parents=True)
+        (folder / "settings.json").write_text(json.dumps(
+            {"warmup": {"sized": {"value": qps}}} if target_qps is None else {}))
+        return Measurement(candidate.label, candidate.baseline, 0, qps, 50.0,
+                           run_dir=str(folder), valid=qps <= limits[candidate.model])
 
     base = Candidate("onnxruntime", "fp32", 1, baseline=True)
     fast = Candidate("onnxruntime", "fast", 8)
@@ -287,9 +297,14 @@ def test_server_peaks_of_the_winner_and_the_default(tmp_path: Path) -> None:
     assert 9.0 <= out["baseline"]["peak_qps"] <= 10.0
     assert 22.5 <= out["winner"]["peak_qps"] <= 25.0
     assert out["ratio"] == pytest.approx(out["winner"]["peak_qps"] / out["baseline"]["peak_qps"])
+    # each search's first run sizes itself; the default's started at its sized 6 QPS (not
+    # probed again), the winner's, which recorded no size, at the 17.5 given
+    assert asked[0] is None and 6.0 not in asked
+    assert asked.count(None) == 2 and 17.5 in asked
+    assert out["baseline"]["probes"][0]["qps"] == 6.0
     clock[0] = 0.0
-    cut = peak_qps(base, fast, runner, tmp_path, 120.0, {"baseline": 7.0, "winner": 17.5},
-                   clock=lambda: clock[0])
+    cut = peak_qps(base, fast, runner, tmp_path / "cut", 120.0,
+                   {"baseline": 7.0, "winner": 17.5}, clock=lambda: clock[0])
     assert cut["winner"] is None and "cut short by the budget" in cut["text"]
 
 

@@ -69,7 +69,8 @@ class ServerSearch:
     def sized_probe(self, group: Point, index: int,
                     extras: list[dict[str, Any]]) -> tuple[PointRun, float | None, str]:
         """The first probe when ``[peak] start`` is not given: the group's run with no
-        target QPS, which sizes itself from its warm-up (half the measured samples/s);
+        target QPS, which sizes itself from its warm-up (harness.loadgen.sizing: Server's
+        queueing model, never above half the measured samples/s);
         its rate, and a note saying where it came from."""
         unsized = dataclasses.replace(self.spec, base={
             k: v for k, v in self.spec.base.items() if k != "target_qps"})
@@ -86,8 +87,8 @@ class ServerSearch:
         extra["sized_qps"] = rate
         if rate is None:
             return done, None, "the first probe recorded no target QPS"
-        note = (f"started at {number_text(rate)} QPS, half the "
-                f"{measured:.3g} samples/s its warm-up measured" if measured
+        note = (f"started at {number_text(rate)} QPS, sized from its warm-up "
+                f"({measured:.3g} samples/s measured)" if measured
                 else f"started at the {number_text(rate)} QPS its first run was given")
         return done, float(rate), note
 
