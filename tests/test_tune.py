@@ -345,3 +345,11 @@ def test_dynamic_int8_is_scored_as_its_loadgen_accuracy_run(tmp_path: Path,
     assert not Candidate("ray", f"{MODEL}-int8-dynamic", 1, 1).batch_dependent  # alone
     static = Candidate("onnxruntime", f"{MODEL}-int8-static", 8)
     assert not static.batch_dependent and not Candidate("onnxruntime", MODEL, 8).batch_dependent
+    # one unpadded sample a call is scored so, under its own key (not at the gate's batch)
+    from harness.tune.gate import GATE_BATCH, GATE_BUCKET, cache_key, gate_batching
+
+    alone = Candidate("onnxruntime", f"{MODEL}-int8-dynamic", 1, 1, 0, (("instances", 2),))
+    assert alone.one_at_a_time and gate_batching(alone) == (1, 1)
+    assert gate_batching(static) == (GATE_BATCH, GATE_BUCKET) and not static.one_at_a_time
+    assert cache_key(alone, "md5", 5).endswith("|b1 s1|5")
+    assert alone.numerics != Candidate("onnxruntime", f"{MODEL}-int8-dynamic", 16, 16).numerics

@@ -60,13 +60,15 @@ def cache_key(candidate: Candidate, model_md5: str, questions: int) -> str:
     options = ",".join(f"{k}={v}" for k, v in sorted(candidate.gate_options().items()))
     if candidate.batch_dependent:  # scored by its own LoadGen accuracy run: every setting
         return f"{model_md5}|loadgen|{candidate.label}|{questions}"
-    return f"{model_md5}|{candidate.gate_backend}|{options}|{questions}"
+    alone = "|b1 s1" if candidate.one_at_a_time else ""
+    return f"{model_md5}|{candidate.gate_backend}|{options}{alone}|{questions}"
 
 
 def gate_batching(candidate: Candidate) -> tuple[int, int]:
     """``(batch size, bucket in tokens)`` the gate runs ``candidate`` with: its own where its
-    answers depend on them (dynamic int8), else :data:`GATE_BATCH` and :data:`GATE_BUCKET`."""
-    if candidate.batch_dependent:
+    answers depend on them (dynamic int8, one sample a call included), else
+    :data:`GATE_BATCH` and :data:`GATE_BUCKET`."""
+    if candidate.batch_dependent or candidate.one_at_a_time:
         return candidate.batch_size, candidate.seq_bucket
     return GATE_BATCH, GATE_BUCKET
 
