@@ -223,3 +223,24 @@ def test_a_probe_whose_warm_up_is_slower_than_the_bound_ends_the_search(tmp_path
     assert _too_busy(done, {**row, "valid": True}) is None  # it passed: the search goes on
     (run / "settings.json").write_text(json.dumps({"warmup": {"s_per_sample": 0.05}}))
     assert _too_busy(done, row) is None  # slow enough to fail, fast enough to pass lower
+
+
+def test_a_sized_probe_its_model_called_unlikely_ends_the_search(tmp_path: Path) -> None:
+    """The first probe sized itself, its queueing model expected no VALID rate down to a
+    test of minutes, and LoadGen agreed: lower rates would only take longer."""
+    run = tmp_path / "run_1"
+    run.mkdir()
+    server = {"rate": 3.06, "feasible": False, "slowest_ms": 111.4, "bound_ms": 130.0}
+    (run / "settings.json").write_text(json.dumps(
+        {"warmup": {"s_per_sample": 0.04, "sized": {"value": 3.06, "server": server}}}))
+    point = make_point(SweepSpec(tmp_path / "s.toml", "s", "", {}, ()), {}, "")
+    done = PointRun(point, tmp_path, "done", run)
+    row = {"valid": False, "latency_bound_ms": 130.0}
+    why = _too_busy(done, row)
+    assert why is not None and "3.06 QPS" in why and "111 ms of the 130 ms bound" in why
+    assert "make tune SCENARIO=Server" in why
+    assert _too_busy(done, {**row, "valid": True}) is None  # VALID after all: search on
+    server["feasible"] = True
+    (run / "settings.json").write_text(json.dumps(
+        {"warmup": {"s_per_sample": 0.04, "sized": {"value": 3.06, "server": server}}}))
+    assert _too_busy(done, row) is None  # a model that expected VALID: lower rates are tried

@@ -117,14 +117,21 @@ def run_settings(run_dir: Path) -> dict[str, Any]:
     return _json(Path(run_dir) / "settings.json")
 
 
-def recorded(run_dir: Path, path: str) -> float | None:
-    """A number the run recorded: ``settings.a.b`` (settings.json) or ``result.a.b``."""
+def recorded_value(run_dir: Path, path: str) -> Any:
+    """What the run recorded at ``settings.a.b`` (settings.json) or ``result.a.b``; None
+    when it recorded nothing there."""
     source, _, keys = path.partition(".")
     data: Any = _json(Path(run_dir) / f"{source}.json")
     for key in keys.split("."):
         if not isinstance(data, dict) or key not in data:
             return None
         data = data[key]
+    return data
+
+
+def recorded(run_dir: Path, path: str) -> float | None:
+    """A number the run recorded: ``settings.a.b`` (settings.json) or ``result.a.b``."""
+    data = recorded_value(run_dir, path)
     return float(data) if isinstance(data, (int, float)) and not isinstance(data, bool) else None
 
 

@@ -25,7 +25,8 @@ from harness.sweep.peak import (
 )
 from harness.sweep.plan import Point, make_point, number_text
 from harness.sweep.progress import Progress
-from harness.sweep.record import recorded
+from harness.loadgen.sizing import FASTER
+from harness.sweep.record import recorded, recorded_value
 from harness.sweep.spec import SweepSpec
 from harness.sweep.table import point_row
 
@@ -222,11 +223,18 @@ def _too_busy(done: PointRun, row: dict[str, Any]) -> str | None:
     if row.get("valid") is not False or done.run_dir is None or not row.get("latency_bound_ms"):
         return None
     per_sample = recorded(done.run_dir, "settings.warmup.s_per_sample")
-    if per_sample is None or per_sample * 1e3 <= row["latency_bound_ms"]:
-        return None
-    return (f"the warm-up took {per_sample * 1e3:.0f} ms a sample, above the "
-            f"{number_text(row['latency_bound_ms'])} ms bound: no rate can be VALID while "
-            "the machine is this busy (see uptime; run again when it is quieter)")
+    if per_sample is not None and per_sample * 1e3 > row["latency_bound_ms"]:
+        return (f"the warm-up took {per_sample * 1e3:.0f} ms a sample, above the "
+                f"{number_text(row['latency_bound_ms'])} ms bound: no rate can be VALID while "
+                "the machine is this busy (see uptime; run again when it is quieter)")
+    server = recorded_value(done.run_dir, "settings.warmup.sized.server")
+    if isinstance(server, dict) and server.get("feasible") is False:
+        # the sized run found no rate likely VALID down to a test of minutes, and was not
+        return (f"the sized first probe ({number_text(server.get('rate') or 0)} QPS) was "
+                "INVALID, as its warm-up's queueing model expected: its longest samples took "
+                f"{server.get('slowest_ms', 0):.0f} ms of the "
+                f"{number_text(row['latency_bound_ms'])} ms bound; next: {FASTER}")
+    return None
 
 
 def _group(group: Point) -> str:
