@@ -13,6 +13,7 @@ import dataclasses
 from pathlib import Path
 from typing import Any
 
+from harness.loadgen.sizing import FASTER
 from harness.sweep.budget import Budget
 from harness.sweep.launch import PointRun
 from harness.sweep.peak import (
@@ -25,7 +26,6 @@ from harness.sweep.peak import (
 )
 from harness.sweep.plan import Point, make_point, number_text
 from harness.sweep.progress import Progress
-from harness.loadgen.sizing import FASTER
 from harness.sweep.record import recorded, recorded_value
 from harness.sweep.spec import SweepSpec
 from harness.sweep.table import point_row
