@@ -21,7 +21,7 @@ from harness.sweep.spec import PeakSettings
 from harness.tune.candidates import Candidate
 from harness.tune.speed import ChildRunner
 
-MAX_PROBES = 6
+MAX_PROBES = 8  # a search from a cautious sized start may climb x1.5 five times
 GROWTH = 1.5
 
 
