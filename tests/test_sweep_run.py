@@ -260,7 +260,7 @@ budget_minutes = 10
     assert float(first["target_qps"]) == sized["value"]
     assert sized["value"] == pytest.approx(sized["measured_samples_per_s"] / 2, rel=0.01)
     assert "sized from its warm-up" in first["label"] and first["phase"] == "start"
-    assert "half the" in summary["peaks"][0]["note"]
+    assert "sized from its warm-up (" in summary["peaks"][0]["note"]
     assert summary["peaks"][0]["probes"][0]["qps"] == sized["value"]
 
 
