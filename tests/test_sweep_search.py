@@ -68,7 +68,8 @@ def test_the_search_starts_from_half_the_warm_up_and_finds_the_peak(tmp_path: Pa
     peak = outcome.peaks[0]
     assert [p.qps for p in peak.probes][:2] == [40.0, 60.0]  # 80 measured: 40, then x 1.5
     assert peak.peak is not None and peak.peak <= 50.0 < peak.ceiling
-    assert peak.ceiling - peak.peak <= 1.0 and "sized from its warm-up (80 samples/s measured)" in peak.note
+    assert peak.ceiling - peak.peak <= 1.0
+    assert "sized from its warm-up (80 samples/s measured)" in peak.note
     assert outcome.rows[0]["target_qps"] == 40.0 and outcome.rows[0]["phase"] == "start"
     assert outcome.failed == 0  # INVALID probes (exit 3) are finished runs
 
